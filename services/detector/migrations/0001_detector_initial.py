@@ -1,0 +1,27 @@
+"""Create the detector service's inbox of handled event ids.
+
+Revision ID: 0bb3586550fc
+Revises:
+Create Date: 2026-12-04
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0bb3586550fc"
+down_revision = None
+branch_labels = ("detector",)
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "detector_inbox",
+        sa.Column("event_id", sa.String(36), primary_key=True),
+        sa.Column("subject", sa.String(255), nullable=False),
+        sa.Column("handled_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("detector_inbox")

