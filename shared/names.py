@@ -33,7 +33,7 @@ SUBJECT_KINDS = (
 
 def validate_name(value: str, field: str = "name") -> str:
     """Return ``value`` if it is a valid environment or service name, else raise InvalidName."""
-    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
         raise InvalidName(
             field,
             value,
@@ -45,7 +45,7 @@ def validate_name(value: str, field: str = "name") -> str:
 
 def validate_version(value: str, field: str = "version") -> str:
     """Return ``value`` if it is a valid version string, else raise InvalidName."""
-    if not isinstance(value, str) or not VERSION_PATTERN.match(value) or ".." in value:
+    if not isinstance(value, str) or not VERSION_PATTERN.fullmatch(value) or ".." in value:
         raise InvalidName(
             field,
             value,
