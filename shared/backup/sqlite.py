@@ -1,0 +1,171 @@
+"""SQLite backups with the online backup API of Python's sqlite3 module.
+
+A whole-database backup is a page-by-page copy made by ``sqlite3.Connection.backup``, which is
+consistent while other connections write. A single-table backup is an SQLite file that contains
+only that table. Backup files are always in rollback-journal mode and opened read-only and
+``immutable``, so reading one never creates ``-wal`` or ``-shm`` files or changes its checksum.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from shared.backup.errors import DatabaseAccessError, TableNotFoundError, UnsafeRestoreError
+from shared.backup.tables import quote_identifier
+from shared.backup.target import DatabaseTarget
+
+logger = logging.getLogger(__name__)
+
+
+class SqliteBackend:
+    """Back up and restore one SQLite database file."""
+
+    format = "sqlite"
+
+    def __init__(self, target: DatabaseTarget, timeout_seconds: float) -> None:
+        assert target.sqlite_path is not None
+        self.target = target
+        self.path = target.sqlite_path
+        self.timeout_seconds = timeout_seconds
+
+    def check_tools(self, names: tuple[str, ...]) -> dict[str, str]:
+        """Return no programs: SQLite backups need only the sqlite3 module."""
+        return {}
+
+    def list_tables(self) -> list[str]:
+        """Return the database's tables, without SQLite's internal ones; none for a missing file."""
+        if not self.path.exists():
+            return []
+        with self._open(_read_only_uri(self.path)) as connection:
+            return _tables(connection, "main")
+
+    def table_has_rows(self, table: str) -> bool:
+        """Return whether ``table`` (known to exist) contains any row."""
+        with self._open(_read_only_uri(self.path)) as connection:
+            row = connection.execute(f"SELECT EXISTS (SELECT 1 FROM {quote_identifier(table)})").fetchone()
+        return bool(row and row[0])
+
+    def dump(self, output: Path, table: str | None) -> str:
+        """Write a copy of the database, or of ``table`` alone, to ``output``.
+
+        Returns the version of the SQLite library that wrote it.
+        """
+        if not self.path.is_file():
+            raise DatabaseAccessError(
+                f"SQLite database {self.path} does not exist: check TRAVI_BACKUP__DATABASE_URL"
+            )
+        with self._open(str(output)) as destination:
+            if table is None:
+                with self._open(_read_only_uri(self.path)) as source:
+                    source.backup(destination)
+            else:
+                _copy_table(destination, _read_only_uri(self.path), table)
+            # A copy of a WAL database would be in WAL mode too, and opening such a file later
+            # may write beside it; rollback-journal mode keeps the file as the checksum saw it.
+            destination.execute("PRAGMA journal_mode=DELETE")
+        return f"SQLite {sqlite3.sqlite_version}"
+
+    def restore_database(self, path: Path) -> None:
+        """Replace the whole database with the backup at ``path``, in one step.
+
+        The backup API copies every page under a write lock, so other connections see either
+        the old database or the restored one.
+        """
+        with self._open(_immutable_uri(path)) as source, self._open(str(self.path)) as destination:
+            source.backup(destination)
+
+    def restore_table(self, path: Path, table: str) -> None:
+        """Replace every row of ``table`` with its rows in the backup at ``path``, in one transaction.
+
+        Foreign keys stay off on this connection (SQLite's default), so deleting the rows does
+        not cascade into other tables and other tables' rows are never checked or changed.
+        """
+        # NOTE: triggers on the table still fire for the deleted and inserted rows; SQLite has
+        # no switch to turn them off for one connection.
+        with self._open(str(self.path)) as connection:
+            connection.execute("ATTACH DATABASE ? AS backup", (_immutable_uri(path),))
+            columns = _insertable_columns(connection, "main", table)
+            backup_columns = _insertable_columns(connection, "backup", table)
+            if columns != backup_columns:
+                raise UnsafeRestoreError(
+                    f"table {table!r} has columns {', '.join(columns)} in the database but "
+                    f"{', '.join(backup_columns)} in the backup; restore the whole backup instead"
+                )
+            column_list = ", ".join(quote_identifier(column) for column in columns)
+            quoted = quote_identifier(table)
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.execute(f"DELETE FROM main.{quoted}")
+                connection.execute(
+                    f"INSERT INTO main.{quoted} ({column_list}) "
+                    f"SELECT {column_list} FROM backup.{quoted}"
+                )
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+            connection.execute("DETACH DATABASE backup")
+
+    @contextlib.contextmanager
+    def _open(self, database: str) -> Iterator[sqlite3.Connection]:
+        """Open ``database`` (a path or a ``file:`` URI) in autocommit mode, then close it."""
+        try:
+            connection = sqlite3.connect(
+                database, timeout=self.timeout_seconds, uri=True, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            raise DatabaseAccessError(f"cannot open SQLite database {database}: {exc}") from None
+        try:
+            yield connection
+        except sqlite3.Error as exc:
+            raise DatabaseAccessError(
+                f"SQLite operation on {self.target.description} failed: {exc}; "
+                "the database file was not changed"
+            ) from exc
+        finally:
+            connection.close()
+
+
+def _copy_table(destination: sqlite3.Connection, source_uri: str, table: str) -> None:
+    """Create ``table`` in ``destination`` and copy its rows from the attached source."""
+    destination.execute("ATTACH DATABASE ? AS source", (source_uri,))
+    # One read transaction, so the definition and the rows come from the same snapshot.
+    destination.execute("BEGIN")
+    row = destination.execute(
+        "SELECT sql FROM source.sqlite_schema WHERE type = 'table' AND name = ?", (table,)
+    ).fetchone()
+    if row is None or row[0] is None:
+        raise TableNotFoundError(f"table {table!r} not found in the SQLite database")
+    destination.execute(row[0])
+    columns = ", ".join(quote_identifier(column) for column in _insertable_columns(destination, "source", table))
+    quoted = quote_identifier(table)
+    destination.execute(f"INSERT INTO main.{quoted} ({columns}) SELECT {columns} FROM source.{quoted}")
+    destination.execute("COMMIT")
+    destination.execute("DETACH DATABASE source")
+
+
+def _tables(connection: sqlite3.Connection, schema: str) -> list[str]:
+    rows = connection.execute(
+        f"SELECT name FROM {schema}.sqlite_schema WHERE type = 'table' "
+        "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+    )
+    return [row[0] for row in rows]
+
+
+def _insertable_columns(connection: sqlite3.Connection, schema: str, table: str) -> list[str]:
+    """Return the columns of ``table`` that take values, leaving out generated ones."""
+    rows = connection.execute(f"PRAGMA {schema}.table_xinfo({quote_identifier(table)})").fetchall()
+    # table_xinfo's "hidden" column is 0 for ordinary columns, 2 and 3 for generated ones.
+    return [row[1] for row in rows if row[5] == 0]
+
+
+def _read_only_uri(path: Path) -> str:
+    return f"{path.as_uri()}?mode=ro"
+
+
+def _immutable_uri(path: Path) -> str:
+    return f"{path.as_uri()}?mode=ro&immutable=1"
