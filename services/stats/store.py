@@ -1,0 +1,377 @@
+"""The stats service's database adapter: apply events to the read model, and query it.
+
+Nothing here commits: the caller owns the transaction, so an event's changes (inbox row, plan,
+steps and counts) are committed together before the message is acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import BaseModel
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.contracts import (
+    BreachDetected,
+    BreachSuppressed,
+    CancelPlan,
+    EscalationRaised,
+    ExecutePlan,
+    IncidentReportStored,
+    NotificationFailed,
+    PlanCreated,
+    PlanFinished,
+    StepChanged,
+)
+
+from services.stats import projection
+from services.stats.models import (
+    COUNT_FIELDS,
+    VIEW_TABLES,
+    StatsDailyCount,
+    StatsInbox,
+    StatsPlan,
+    StatsReport,
+    StatsSignal,
+    StatsStep,
+    StatsTotalCount,
+)
+from services.stats.summary import Totals, plan_range, stats_document
+
+logger = logging.getLogger(__name__)
+
+RollbackEvent = (
+    BreachDetected
+    | PlanCreated
+    | ExecutePlan
+    | CancelPlan
+    | StepChanged
+    | PlanFinished
+    | BreachSuppressed
+    | EscalationRaised
+    | IncidentReportStored
+    | NotificationFailed
+)
+
+
+@dataclass(frozen=True)
+class Fact:
+    """Something an applied event showed, for the Prometheus metrics after the commit.
+
+    ``kind`` is one of: breach, suppressed, escalation, notification_failed, finished,
+    recovery, reversed_times. ``labels`` and ``value`` depend on the kind.
+    """
+
+    kind: str
+    labels: tuple[str, ...] = ()
+    value: float | None = None
+
+
+async def apply_event(session: AsyncSession, subject: str, event: RollbackEvent) -> list[Fact] | None:
+    """Apply one event to the read model; return its facts, or None when it was applied before."""
+    if not await _claim(session, str(event.event_id), subject):
+        return None
+    if isinstance(event, BreachDetected):
+        await _add_signal(session, event, "breach", event.trigger, event.detail, None)
+        return [Fact("breach", (event.trigger,))]
+    if isinstance(event, BreachSuppressed):
+        await _add_signal(session, event, "suppressed", event.reason, event.detail, event.plan_id)
+        return [Fact("suppressed", (event.reason,))]
+    if isinstance(event, EscalationRaised):
+        await _add_signal(session, event, "escalation", event.reason, event.detail, event.plan_id)
+        return [Fact("escalation")]
+    if isinstance(event, NotificationFailed):
+        await _add_signal(session, event, "notification_failed", event.channel, event.error, event.plan_id)
+        return [Fact("notification_failed", (event.channel,))]
+    if isinstance(event, IncidentReportStored):
+        await _store_report(session, event)
+        return []
+    return await _apply_plan_event(session, event)
+
+
+async def _claim(session: AsyncSession, event_id: str, subject: str) -> bool:
+    insert = _insert_for(session)
+    statement = (
+        insert(StatsInbox)
+        .values(event_id=event_id, subject=subject, handled_at=datetime.now(UTC))
+        .on_conflict_do_nothing(index_elements=["event_id"])
+    )
+    result = await session.execute(statement)
+    return result.rowcount == 1
+
+
+def _insert_for(session: AsyncSession):  # noqa: ANN202 - a dialect's insert() function
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql_insert
+    return sqlite_insert
+
+
+async def _add_signal(
+    session: AsyncSession,
+    event: BreachDetected | BreachSuppressed | EscalationRaised | NotificationFailed,
+    kind: str,
+    label: str,
+    detail: str,
+    plan_id: object,
+) -> None:
+    session.add(
+        StatsSignal(
+            event_id=str(event.event_id),
+            kind=kind,
+            environment=event.environment,
+            service=event.service,
+            plan_id=str(plan_id) if plan_id is not None else None,
+            label=label[:200],
+            detail=detail,
+            occurred_at=event.occurred_at,
+        )
+    )
+
+
+async def _store_report(session: AsyncSession, event: IncidentReportStored) -> None:
+    report = await session.get(StatsReport, str(event.plan_id), with_for_update=True)
+    if report is None:
+        session.add(
+            StatsReport(plan_id=str(event.plan_id), markdown=event.markdown, stored_at=event.occurred_at)
+        )
+    elif event.occurred_at >= report.stored_at:
+        report.markdown = event.markdown
+        report.stored_at = event.occurred_at
+
+
+def _plan_id_of(event: PlanCreated | ExecutePlan | CancelPlan | StepChanged | PlanFinished) -> str:
+    if isinstance(event, ExecutePlan | CancelPlan):
+        return str(event.plan.plan_id)
+    return str(event.plan_id)
+
+
+def _scope_of(event: BaseModel) -> tuple[str, str]:
+    source = event.plan if isinstance(event, ExecutePlan | CancelPlan) else event
+    return source.environment, source.service
+
+
+async def _apply_plan_event(
+    session: AsyncSession,
+    event: PlanCreated | ExecutePlan | CancelPlan | StepChanged | PlanFinished,
+) -> list[Fact]:
+    plan_id = _plan_id_of(event)
+    plan = await session.get(StatsPlan, plan_id, with_for_update=True)
+    if plan is None:
+        plan = projection.new_plan(plan_id, event.occurred_at)
+        session.add(plan)
+        before = None
+    else:
+        before = projection.contribution(plan)
+    projection.note_event(plan, event.occurred_at, *_scope_of(event))
+
+    facts: list[Fact] = []
+    if isinstance(event, PlanCreated):
+        projection.apply_created(plan, event)
+    elif isinstance(event, ExecutePlan | CancelPlan):
+        projection.apply_command(plan, event)
+    elif isinstance(event, StepChanged):
+        step = await session.get(StatsStep, (plan_id, event.step), with_for_update=True)
+        merged = projection.apply_step(plan, step, event)
+        if step is None:
+            session.add(merged)
+    elif projection.apply_finished(plan, event):
+        facts.extend(_finished_facts(plan))
+
+    recovery = projection.recovery_seconds(plan)
+    if recovery is not None and not plan.recovery_recorded:
+        plan.recovery_recorded = True
+        facts.append(Fact("recovery", (plan.trigger or "unknown",), recovery))
+
+    after = projection.contribution(plan)
+    plan.bucket_at = after.bucket_at if after is not None else None
+    if before != after:
+        await _shift_counts(session, before, after)
+    return facts
+
+
+def _finished_facts(plan: StatsPlan) -> list[Fact]:
+    labels = (plan.trigger or "unknown", plan.trigger_type or "unknown", plan.status)
+    duration = projection.counted_duration_ms(plan)
+    facts = [Fact("finished", labels, duration / 1000.0 if duration is not None else None)]
+    if projection.has_reversed_times(plan):
+        logger.warning(
+            "Plan %s finished at %s before it started at %s; it is left out of the average "
+            "duration.",
+            plan.id,
+            plan.finished_at.isoformat(),
+            plan.started_at.isoformat(),
+        )
+        facts.append(Fact("reversed_times"))
+    return facts
+
+
+async def _shift_counts(
+    session: AsyncSession,
+    before: projection.Contribution | None,
+    after: projection.Contribution | None,
+) -> None:
+    """Remove the plan's old contribution from the counts and add its new one."""
+    changes: dict[tuple, dict[str, int]] = {}
+    for part, sign in ((before, -1), (after, 1)):
+        if part is None:
+            continue
+        key = (part.day, part.environment, part.service, part.trigger, part.trigger_type)
+        merged = changes.setdefault(key, {})
+        for name, value in part.counts(sign).items():
+            merged[name] = merged.get(name, 0) + value
+    total_changes: dict[tuple, dict[str, int]] = {}
+    for key, counts in changes.items():
+        merged = total_changes.setdefault(key[1:], {})
+        for name, value in counts.items():
+            merged[name] = merged.get(name, 0) + value
+    for key, counts in sorted(changes.items()):
+        if any(counts.values()):
+            names = ("day", "environment", "service", "trigger", "trigger_type")
+            await _add_counts(session, StatsDailyCount, dict(zip(names, key, strict=True)), counts)
+    for key, counts in sorted(total_changes.items()):
+        if any(counts.values()):
+            names = ("environment", "service", "trigger", "trigger_type")
+            await _add_counts(session, StatsTotalCount, dict(zip(names, key, strict=True)), counts)
+
+
+async def _add_counts(
+    session: AsyncSession,
+    table: type[StatsDailyCount] | type[StatsTotalCount],
+    key: dict[str, object],
+    counts: dict[str, int],
+) -> None:
+    insert = _insert_for(session)
+    values = {**key, **{name: counts.get(name, 0) for name in COUNT_FIELDS}}
+    statement = insert(table).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(key),
+        set_={name: getattr(table, name) + statement.excluded[name] for name in COUNT_FIELDS},
+    )
+    await session.execute(statement)
+
+
+async def wipe(session: AsyncSession) -> None:
+    """Delete every row of the read model, inbox included, ahead of a replay."""
+    for table in VIEW_TABLES:
+        await session.execute(delete(table))
+
+
+# Queries.
+
+
+@dataclass(frozen=True)
+class StatsFilter:
+    """Which plans a statistics query covers; None means no restriction."""
+
+    environment: str | None = None
+    service: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _scoped(statement, table, scope: StatsFilter):  # noqa: ANN001, ANN202 - SQLAlchemy select
+    if scope.environment is not None:
+        statement = statement.where(table.environment == scope.environment)
+    if scope.service is not None:
+        statement = statement.where(table.service == scope.service)
+    return statement
+
+
+def _grouped_counts(table):  # noqa: ANN001, ANN202 - SQLAlchemy select over a count table
+    sums = [func.sum(getattr(table, name)).label(name) for name in COUNT_FIELDS]
+    return select(table.trigger, table.trigger_type, *sums).group_by(table.trigger, table.trigger_type)
+
+
+async def load_stats(session: AsyncSession, scope: StatsFilter) -> dict[str, object]:
+    """Return the statistics document for ``scope`` from the count tables.
+
+    Without a time range it sums the all-time counts; with one it sums the whole days inside
+    the range and reads only the plans of the partial days at its edges.
+    """
+    totals = Totals()
+    if scope.since is None and scope.until is None:
+        await _add_grouped(session, totals, _scoped(_grouped_counts(StatsTotalCount), StatsTotalCount, scope))
+        return stats_document(totals)
+
+    ranges = plan_range(scope.since, scope.until)
+    if ranges.has_whole_days:
+        statement = _scoped(_grouped_counts(StatsDailyCount), StatsDailyCount, scope)
+        if ranges.first_day is not None:
+            statement = statement.where(StatsDailyCount.day >= ranges.first_day)
+        if ranges.end_day is not None:
+            statement = statement.where(StatsDailyCount.day < ranges.end_day)
+        await _add_grouped(session, totals, statement)
+    for start, end in ranges.partial:
+        statement = _scoped(select(StatsPlan), StatsPlan, scope).where(
+            StatsPlan.bucket_at >= start, StatsPlan.bucket_at < end
+        )
+        for plan in (await session.scalars(statement)).all():
+            part = projection.contribution(plan)
+            if part is not None:
+                totals.add(part.trigger, part.trigger_type, part.counts())
+    return stats_document(totals)
+
+
+async def _add_grouped(session: AsyncSession, totals: Totals, statement) -> None:  # noqa: ANN001
+    for row in (await session.execute(statement)).all():
+        counts = {name: getattr(row, name) for name in COUNT_FIELDS}
+        totals.add(row.trigger, row.trigger_type, counts)
+
+
+@dataclass(frozen=True)
+class PlanFilter:
+    """Filters and paging of the plan list."""
+
+    environment: str | None = None
+    service: str | None = None
+    status: str | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+async def list_plans(session: AsyncSession, query: PlanFilter) -> tuple[Sequence[StatsPlan], int]:
+    """Return one page of plans, newest first, and the number of plans that match."""
+    scope = StatsFilter(environment=query.environment, service=query.service)
+    matching = _scoped(select(StatsPlan), StatsPlan, scope)
+    if query.status is not None:
+        matching = matching.where(StatsPlan.status == query.status)
+    page = matching.order_by(StatsPlan.sort_at.desc(), StatsPlan.id.desc())
+    page = page.limit(query.limit).offset(query.offset)
+    plans = (await session.scalars(page)).all()
+    total = await session.scalar(select(func.count()).select_from(matching.subquery()))
+    return plans, int(total or 0)
+
+
+async def steps_of(session: AsyncSession, plan_ids: Sequence[str]) -> dict[str, list[StatsStep]]:
+    """Return the known steps of each plan, by plan id."""
+    found: dict[str, list[StatsStep]] = {plan_id: [] for plan_id in plan_ids}
+    if not plan_ids:
+        return found
+    statement = select(StatsStep).where(StatsStep.plan_id.in_(list(plan_ids)))
+    for step in (await session.scalars(statement)).all():
+        found[step.plan_id].append(step)
+    return found
+
+
+async def reports_available(session: AsyncSession, plan_ids: Sequence[str]) -> set[str]:
+    """Return the ids among ``plan_ids`` that have an incident report."""
+    if not plan_ids:
+        return set()
+    statement = select(StatsReport.plan_id).where(StatsReport.plan_id.in_(list(plan_ids)))
+    return set((await session.scalars(statement)).all())
+
+
+async def get_plan(session: AsyncSession, plan_id: str) -> StatsPlan | None:
+    """Return the plan, or None when no event of it has arrived."""
+    return await session.get(StatsPlan, plan_id)
+
+
+async def get_report(session: AsyncSession, plan_id: str) -> StatsReport | None:
+    """Return the plan's incident report, or None when none has arrived."""
+    return await session.get(StatsReport, plan_id)

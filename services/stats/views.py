@@ -1,0 +1,65 @@
+"""The camelCase JSON shapes of plans and steps served by the admin API. No I/O."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import datetime
+
+from shared.contracts import STEP_NAMES
+
+from services.stats.models import StatsPlan, StatsStep
+from services.stats.projection import breach_of, step_duration
+
+STEP_ORDER = {name: index for index, name in enumerate(STEP_NAMES)}
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def _number(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(value, 3)
+
+
+def step_json(step: StatsStep) -> dict[str, object]:
+    """Return one step as the API shows it."""
+    return {
+        "name": step.name,
+        "status": step.status,
+        "attempt": step.attempt,
+        "startedAt": _time(step.started_at),
+        "finishedAt": _time(step.finished_at),
+        "durationMs": _number(step.duration_ms),
+        "error": step.error,
+    }
+
+
+def plan_json(
+    plan: StatsPlan, steps: Iterable[StatsStep], *, report_available: bool
+) -> dict[str, object]:
+    """Return one plan with its steps in execution order and the breach that caused it."""
+    ordered = sorted(steps, key=lambda step: STEP_ORDER.get(step.name, len(STEP_ORDER)))
+    return {
+        "id": plan.id,
+        "environment": plan.environment,
+        "service": plan.service,
+        "fromVersion": plan.from_version,
+        "toVersion": plan.to_version,
+        "status": plan.status,
+        "trigger": plan.trigger,
+        "triggerType": plan.trigger_type,
+        "actor": plan.actor,
+        "reason": plan.reason,
+        "createdAt": _time(plan.created_at),
+        "startedAt": _time(plan.started_at),
+        "finishedAt": _time(plan.finished_at),
+        "durationMs": _number(step_duration(plan.started_at, plan.finished_at, plan.duration_ms)),
+        "failedStep": plan.failed_step,
+        "error": plan.error,
+        "breach": breach_of(plan),
+        "steps": [step_json(step) for step in ordered],
+        "reportAvailable": report_available,
+    }
