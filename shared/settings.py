@@ -59,6 +59,15 @@ class DetectorSettings(BaseModel):
     environment_label: str = Field("environment", description="Alert label naming the env.")
     service_label: str = Field("service", description="Alert label naming the service.")
     version_label: str = Field("version", description="Alert label naming the version.")
+    consumer_name: str = Field(
+        "detector",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Durable consumer on the metrics stream; give each replica its own.",
+    )
+    fetch_batch: int = Field(1000, ge=1, le=10_000, description="Messages pulled per fetch.")
+    max_windows: int = Field(
+        10_000, ge=1, description="Windows kept; the least recently updated go first."
+    )
 
 
 class PlannerSettings(BaseModel):
@@ -80,6 +89,9 @@ class PlannerSettings(BaseModel):
     )
     loop_guard_max_per_hour: int = Field(
         2, ge=1, description="Automatic rollbacks per service and environment per hour."
+    )
+    outbox_relay_seconds: float = Field(
+        5.0, gt=0, description="Interval of the retry of events left unpublished, seconds."
     )
 
 
@@ -114,22 +126,55 @@ class ExecutorSettings(BaseModel):
     )
 
 
+NotificationKind = Literal[
+    "created", "started", "step", "completed", "failed", "cancelled", "suppressed", "escalation"
+]
+NOTIFICATION_KINDS: tuple[NotificationKind, ...] = (
+    "created", "started", "step", "completed", "failed", "cancelled", "suppressed", "escalation"
+)
+
+
 class NotifierSettings(BaseModel):
-    """Channels of the notifier."""
+    """Channels of the notifier, what each one receives, and how deliveries are retried."""
 
     slack_webhook_url: SecretStr | None = None
     slack_channel: str = "#incidents"
     slack_min_interval_seconds: float = Field(1.0, ge=0)
+    slack_events: list[NotificationKind] = Field(
+        default_factory=lambda: ["started", "completed", "failed", "cancelled", "escalation"],
+        description="Notification kinds posted to Slack, as JSON.",
+    )
     statuspage_api_url: str = "https://api.statuspage.io/v1"
     statuspage_page_id: str | None = None
     statuspage_api_key: SecretStr | None = None
     statuspage_components: dict[str, str] = Field(
         default_factory=dict, description='Component id per "<env>/<svc>" or "<svc>".'
     )
+    statuspage_min_interval_seconds: float = Field(1.0, ge=0)
+    statuspage_events: list[NotificationKind] = Field(
+        default_factory=lambda: ["started", "completed", "failed", "cancelled"],
+        description="Notification kinds that open or update a status-page incident, as JSON.",
+    )
     webhook_url: SecretStr | None = None
     webhook_secret: SecretStr | None = None
-    max_attempts: int = Field(5, ge=1)
-    backoff_seconds: float = Field(0.5, ge=0)
+    webhook_events: list[NotificationKind] = Field(
+        default_factory=lambda: list(NOTIFICATION_KINDS),
+        description="Notification kinds posted to the generic webhook, as JSON.",
+    )
+    max_attempts: int = Field(5, ge=1, description="Attempts per message, not counting 429s.")
+    backoff_seconds: float = Field(0.5, ge=0, description="First retry delay, doubled each time.")
+    backoff_max_seconds: float = Field(60.0, gt=0, description="Longest retry delay, seconds.")
+    max_delivery_age_seconds: float = Field(
+        3600.0, gt=0, description="Age after which an undelivered message is given up."
+    )
+    http_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one HTTP request.")
+    lease_seconds: float = Field(
+        30.0, gt=0, description="Lease of a channel's worker, so one replica sends at a time."
+    )
+    poll_seconds: float = Field(1.0, gt=0, description="How often an idle worker looks for work.")
+    shutdown_grace_seconds: float = Field(
+        5.0, ge=0, description="Time a request in flight gets to finish at shutdown."
+    )
     reports_dir: Path | None = Field(None, description="Incident reports (default <state>/reports).")
 
 
@@ -139,6 +184,9 @@ class BackupSettings(BaseModel):
     database_url: SecretStr | None = Field(None, description="Database to back up.")
     directory: Path | None = Field(None, description="Backup folder (default <state>/backups).")
     keep: int = Field(10, ge=1, description="Newest backups kept.")
+    timeout_seconds: float = Field(
+        3600.0, gt=0, description="Time limit of one pg_dump, pg_restore or psql run, seconds."
+    )
 
 
 class Settings(BaseSettings):
