@@ -1,0 +1,243 @@
+"""Reads and writes of the planner's tables, inside a session the caller commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.planner.decision import LOOP_GUARD_WINDOW, BreachContext
+from services.planner.models import (
+    ACTIVE_STATUSES,
+    BadVersion,
+    Cooldown,
+    CurrentVersion,
+    Deployment,
+    InboxEntry,
+    OutboxMessage,
+    Plan,
+    Suppression,
+)
+from services.planner.targets import DeploymentRecord
+from shared.contracts import Contract, DeploymentRecorded
+
+
+async def lock_for_write(session: AsyncSession) -> None:
+    """Take SQLite's write lock before the transaction reads anything.
+
+    SQLite in WAL mode cannot turn a transaction that has already read into a writer once
+    another connection has committed in between: it fails at once with "database is locked"
+    instead of waiting. A write as the first statement makes the transaction wait for the lock
+    (up to the busy timeout) and then read the latest data. PostgreSQL needs nothing here.
+    """
+    if session.bind.dialect.name == "sqlite":
+        await session.execute(delete(InboxEntry).where(InboxEntry.event_id == ""))
+
+
+async def add_inbox_entry(session: AsyncSession, event_id: UUID, subject: str, now: datetime) -> None:
+    """Record ``event_id`` as handled; the flush raises IntegrityError for a repeat."""
+    session.add(InboxEntry(event_id=str(event_id), subject=subject, handled_at=now))
+    await session.flush()
+
+
+async def is_handled(session: AsyncSession, event_id: UUID) -> bool:
+    """Whether ``event_id`` is in the inbox."""
+    return await session.get(InboxEntry, str(event_id)) is not None
+
+
+async def load_history(session: AsyncSession, environment: str, service: str) -> list[DeploymentRecord]:
+    """Return the deployment history of one service, in storage order."""
+    rows = await session.scalars(
+        select(Deployment)
+        .where(Deployment.environment == environment, Deployment.service == service)
+        .order_by(Deployment.id)
+    )
+    return [DeploymentRecord(r.version, r.status, r.deployed_at, r.id) for r in rows]
+
+
+async def current_version(session: AsyncSession, environment: str, service: str) -> CurrentVersion | None:
+    """Return the current version row, or None before the first successful deployment."""
+    return await session.get(CurrentVersion, (environment, service))
+
+
+async def bad_versions(session: AsyncSession, environment: str, service: str) -> set[str]:
+    """Return the versions marked bad for one service."""
+    rows = await session.scalars(
+        select(BadVersion.version).where(
+            BadVersion.environment == environment, BadVersion.service == service
+        )
+    )
+    return set(rows)
+
+
+async def active_plan(session: AsyncSession, environment: str, service: str) -> Plan | None:
+    """Return the pending or in-progress plan of one service, if any."""
+    return await session.scalar(
+        select(Plan).where(
+            Plan.environment == environment,
+            Plan.service == service,
+            Plan.status.in_(ACTIVE_STATUSES),
+        )
+    )
+
+
+async def load_breach_context(
+    session: AsyncSession, environment: str, service: str, trigger: str, now: datetime
+) -> BreachContext:
+    """Read everything :func:`services.planner.decision.decide` needs."""
+    plan = await active_plan(session, environment, service)
+    cooldown = await session.get(Cooldown, (environment, service, trigger))
+    current = await current_version(session, environment, service)
+    recent = await session.scalar(
+        select(func.count())
+        .select_from(Plan)
+        .where(
+            Plan.environment == environment,
+            Plan.service == service,
+            Plan.trigger_type == "automatic",
+            Plan.created_at > now - LOOP_GUARD_WINDOW,
+        )
+    )
+    return BreachContext(
+        active_plan_id=plan.id if plan else None,
+        cooldown_until=cooldown.until if cooldown else None,
+        history=await load_history(session, environment, service),
+        current_version=current.version if current else None,
+        bad_versions=await bad_versions(session, environment, service),
+        recent_automatic_plans=recent or 0,
+    )
+
+
+def _insert_for(session: AsyncSession):  # noqa: ANN202 - a dialect's insert construct.
+    return sqlite_insert if session.bind.dialect.name == "sqlite" else postgresql_insert
+
+
+async def set_cooldown(
+    session: AsyncSession,
+    environment: str,
+    service: str,
+    trigger: str,
+    *,
+    until: datetime,
+    now: datetime,
+    cause: str,
+    plan_id: str | None,
+) -> None:
+    """Insert or replace the cooldown of one trigger."""
+    values = {"until": until, "set_at": now, "cause": cause, "plan_id": plan_id}
+    statement = _insert_for(session)(Cooldown).values(
+        environment=environment, service=service, trigger=trigger, **values
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["environment", "service", "trigger"], set_=values
+    )
+    await session.execute(statement)
+
+
+async def mark_bad(
+    session: AsyncSession, environment: str, service: str, version: str, plan_id: str, now: datetime
+) -> None:
+    """Mark ``version`` bad; a version already marked keeps its first mark."""
+    statement = _insert_for(session)(BadVersion).values(
+        environment=environment, service=service, version=version, plan_id=plan_id, marked_at=now
+    )
+    await session.execute(statement.on_conflict_do_nothing())
+
+
+async def add_deployment(session: AsyncSession, record: DeploymentRecorded, now: datetime) -> None:
+    """Store a deployment record and move the current version forward when it succeeded.
+
+    A successful record older than the current version's (records can arrive out of order)
+    joins the history without replacing the current version.
+    """
+    session.add(
+        Deployment(
+            event_id=str(record.event_id),
+            environment=record.environment,
+            service=record.service,
+            version=record.version,
+            status=record.status,
+            actor=record.actor,
+            deployed_at=record.deployed_at,
+            recorded_at=now,
+        )
+    )
+    await session.flush()
+    if record.status == "succeeded":
+        await set_current_version(
+            session, record.environment, record.service, record.version, record.deployed_at, now
+        )
+
+
+async def set_current_version(
+    session: AsyncSession,
+    environment: str,
+    service: str,
+    version: str,
+    deployed_at: datetime,
+    now: datetime,
+) -> None:
+    """Make ``version`` current unless a newer deployment already is."""
+    row = await current_version(session, environment, service)
+    if row is None:
+        session.add(
+            CurrentVersion(
+                environment=environment,
+                service=service,
+                version=version,
+                deployed_at=deployed_at,
+                updated_at=now,
+            )
+        )
+    elif deployed_at >= row.deployed_at:
+        row.version = version
+        row.deployed_at = deployed_at
+        row.updated_at = now
+    await session.flush()
+
+
+async def add_outbox(
+    session: AsyncSession, source_id: str, subject: str, event: Contract, now: datetime
+) -> OutboxMessage:
+    """Store ``event`` for publishing after the commit."""
+    message = OutboxMessage(
+        event_id=str(event.event_id),
+        source_id=source_id,
+        subject=subject,
+        kind=type(event).__name__,
+        payload=event.model_dump_json(),
+        created_at=now,
+    )
+    session.add(message)
+    await session.flush()
+    return message
+
+
+async def unpublished(
+    session: AsyncSession, *, source_id: str | None = None, created_before: datetime | None = None
+) -> Sequence[OutboxMessage]:
+    """Return outbox messages not yet published, oldest first."""
+    query = select(OutboxMessage).where(OutboxMessage.published_at.is_(None))
+    if source_id is not None:
+        query = query.where(OutboxMessage.source_id == source_id)
+    if created_before is not None:
+        query = query.where(OutboxMessage.created_at < created_before)
+    return (await session.scalars(query.order_by(OutboxMessage.id).limit(500))).all()
+
+
+async def mark_published(session: AsyncSession, outbox_id: int, now: datetime) -> None:
+    """Record that an outbox message reached the stream."""
+    await session.execute(
+        update(OutboxMessage).where(OutboxMessage.id == outbox_id).values(published_at=now)
+    )
+
+
+async def add_suppression(session: AsyncSession, row: Suppression) -> None:
+    """Store a suppression."""
+    session.add(row)
+    await session.flush()
