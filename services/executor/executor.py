@@ -1,0 +1,175 @@
+"""The executor of one process: claims plans from commands, runs them, sweeps for stale ones.
+
+Replicas share the command consumer, so an execute command reaches one of them; the claim in
+the database makes sure only one runs the plan even when a command is delivered twice. Every
+replica also sweeps for plans whose heartbeat went stale (their executor died) and takes them
+over, and publishes outcomes that could not be published before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from datetime import timedelta
+
+from opentelemetry import propagate
+from opentelemetry.trace import Tracer
+
+from shared.contracts import CancelPlan, ExecutePlan, utc_now
+from shared.logs import bind
+from shared.settings import Settings
+
+from services.executor.drivers.registry import validate_all
+from services.executor.events import EventSink, plan_finished
+from services.executor.metrics import COMMANDS_IGNORED, PUBLISH_FAILURES, TAKEOVERS
+from services.executor.repository import CancelRequest, ExecutorRepository
+from services.executor.runner import PlanRunner
+from services.executor.sequence import resolve_policies
+
+logger = logging.getLogger(__name__)
+
+
+def replica_id() -> str:
+    """Return a name for this process that no other executor uses."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class Executor:
+    """Runs plans in tasks it keeps, and takes over plans whose executor died."""
+
+    def __init__(
+        self, *, settings: Settings, repo: ExecutorRepository, sink: EventSink, tracer: Tracer
+    ) -> None:
+        validate_all(settings.executor)
+        self.settings = settings
+        self.policies = resolve_policies(settings.executor.steps)
+        self.repo = repo
+        self.sink = sink
+        self.tracer = tracer
+        self.owner = replica_id()
+        self.runners: dict[str, tuple[PlanRunner, asyncio.Task[None]]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the sweeper; it takes over stale plans at once and then every heartbeat."""
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="executor-sweeper")
+        logger.info("Executor %s started.", self.owner)
+
+    async def stop(self) -> None:
+        """Stop the sweeper and the runners, and hand their plans back for a quick takeover."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        running = list(self.runners.items())
+        for _plan_id, (_runner, task) in running:
+            task.cancel()
+        await asyncio.gather(*(task for _, (_, task) in running), return_exceptions=True)
+        for plan_id, (runner, _task) in running:
+            try:
+                await self.repo.release(plan_id, runner.state.lease)
+            except Exception as exc:  # noqa: BLE001 - a plan not released goes stale instead.
+                logger.warning("Could not hand plan %s back: %s", plan_id, exc)
+        logger.info("Executor %s stopped; %d running plans handed back.", self.owner, len(running))
+
+    async def execute(self, command: ExecutePlan) -> None:
+        """Claim the plan and start running it, or ignore a plan that was handled before."""
+        plan = command.plan
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        result = await self.repo.claim(
+            plan, actor=command.actor, owner=self.owner, trace_context=carrier, now=utc_now()
+        )
+        if result != "claimed":
+            COMMANDS_IGNORED.labels(status=result).inc()
+            logger.info("Ignored the execute command of plan %s: it is %s.", plan.plan_id, result)
+            return
+        state = await self.repo.load(str(plan.plan_id))
+        if state is not None:
+            logger.info(
+                "Claimed plan %s: %s in %s to %s.", plan.plan_id, plan.service, plan.environment, plan.to_version
+            )
+            self._spawn(state)
+
+    async def cancel(self, command: CancelPlan) -> None:
+        """Record a cancel; a plan that never started is finished as cancelled at once."""
+        plan = command.plan
+        plan_id = str(plan.plan_id)
+        result = await self.repo.record_cancel(
+            plan, actor=command.actor, reason=command.reason, now=utc_now()
+        )
+        logger.info("Cancel of plan %s by %s: %s.", plan_id, command.actor, result)
+        if result == "requested" and plan_id in self.runners:
+            self.runners[plan_id][0].request_cancel(CancelRequest(command.actor, command.reason))
+        if result in {"tombstoned", "finished"}:
+            await self._publish_unpublished(plan_id)
+
+    def _spawn(self, state) -> None:  # noqa: ANN001 - PlanState
+        plan_id = str(state.plan.plan_id)
+        runner = PlanRunner(
+            state,
+            repo=self.repo,
+            sink=self.sink,
+            settings=self.settings,
+            policies=self.policies,
+            tracer=self.tracer,
+        )
+        task = asyncio.create_task(runner.run(), name=f"plan-{plan_id}")
+        self.runners[plan_id] = (runner, task)
+        task.add_done_callback(lambda _task: self._forget(plan_id, runner))
+
+    def _forget(self, plan_id: str, runner: PlanRunner) -> None:
+        if plan_id in self.runners and self.runners[plan_id][0] is runner:
+            del self.runners[plan_id]
+
+    async def _sweep_forever(self) -> None:
+        interval = self.settings.executor.heartbeat_seconds
+        while True:
+            try:
+                await self.sweep_once()
+            except Exception as exc:  # noqa: BLE001 - the next sweep tries again.
+                logger.warning("Sweep for stale plans failed: %s", exc)
+            await asyncio.sleep(interval)
+
+    async def sweep_once(self) -> int:
+        """Take over the stale plans this executor wins and republish lost outcomes."""
+        now = utc_now()
+        cutoff = now - timedelta(seconds=self.settings.executor.stale_after_seconds)
+        taken = 0
+        for plan_id, lease in await self.repo.stale_plans(cutoff):
+            if plan_id in self.runners:
+                continue
+            if not await self.repo.take_over(plan_id, lease, owner=self.owner, now=now, cutoff=cutoff):
+                continue
+            state = await self.repo.load(plan_id)
+            if state is None:
+                continue
+            TAKEOVERS.inc()
+            taken += 1
+            with bind(plan_id=plan_id, service=state.plan.service, environment=state.plan.environment):
+                logger.warning(
+                    "Took over plan %s (lease %d): its heartbeat was older than %g s.",
+                    plan_id,
+                    state.lease,
+                    self.settings.executor.stale_after_seconds,
+                )
+            self._spawn(state)
+        for plan_id in await self.repo.unpublished_outcomes(cutoff):
+            await self._publish_unpublished(plan_id)
+        return taken
+
+    async def _publish_unpublished(self, plan_id: str) -> None:
+        state = await self.repo.load(plan_id)
+        if state is None or state.outcome_published or state.status == "in_progress":
+            return
+        try:
+            await self.sink.send(*plan_finished(state))
+        except Exception as exc:  # noqa: BLE001 - the sweeper publishes it later.
+            PUBLISH_FAILURES.labels(event="PlanFinished").inc()
+            logger.warning("Could not publish the outcome of plan %s; will retry: %s", plan_id, exc)
+            return
+        await self.repo.mark_published(plan_id)
