@@ -101,9 +101,10 @@ async def _claim(session: AsyncSession, event_id: str, subject: str) -> bool:
         insert(StatsInbox)
         .values(event_id=event_id, subject=subject, handled_at=datetime.now(UTC))
         .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(StatsInbox.event_id)
     )
     result = await session.execute(statement)
-    return result.rowcount == 1
+    return result.scalar_one_or_none() is not None
 
 
 def _insert_for(session: AsyncSession):  # noqa: ANN202 - a dialect's insert() function
