@@ -311,9 +311,17 @@ def _slow_path(
 
 def _rejection(exc: ValidationError, index: int, kind: Any) -> Rejection:
     error = exc.errors()[0]
-    location = ".".join(str(part) for part in error["loc"][1:] or error["loc"]) or "observation"
+    if error["type"] in {"union_tag_invalid", "union_tag_not_found"}:
+        location = "kind"
+    else:
+        # The discriminated union puts the kind first: ("request", "latency_ms").
+        location = ".".join(str(part) for part in error["loc"][1:] or error["loc"]) or "observation"
     message = error["msg"]
-    if "finite" in message:
+    value = error.get("input")
+    if isinstance(value, float) and not math.isfinite(value):
+        reason = NOT_FINITE
+        message = f"must be a finite number, not {value}"
+    elif "finite" in message:
         reason = NOT_FINITE
     elif error["type"] in {"greater_than_equal", "greater_than"}:
         reason = NEGATIVE

@@ -160,11 +160,11 @@ class Detector:
             if idle < idle_after:
                 continue
             requests = window.requests
+            if window.end_at_arrival > float("-inf"):
+                requests.advance(window.end_at_arrival + idle)
             if requests.count == 0 and idle >= 2 * window.thresholds.window_seconds:
                 del self.windows[key]
                 continue
-            if window.end_at_arrival > float("-inf"):
-                requests.advance(window.end_at_arrival + idle)
             self._evaluate_requests(window, sequence, decisions)
         return decisions
 
