@@ -1,0 +1,1 @@
+"""Local HTTP servers that answer like Slack, Atlassian Statuspage and a generic webhook."""
