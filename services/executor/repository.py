@@ -357,7 +357,6 @@ class ExecutorRepository:
                 plan_id,
                 lease,
                 status=outcome,
-                owner=None,
                 outcome_published=published,
                 watch_until=watch_until,
             )

@@ -379,7 +379,12 @@ class PlanRunner:
             reason = f"plan {result.outcome}" + (f" at {result.failed_step}" if result.failed_step else "")
             await self.repo.skip_steps(self.plan_id, self.state.lease, pending, now, reason)
             for name in pending:
-                self.state.steps[name].status = "skipped"
+                step = self.state.steps[name]
+                step.status = "skipped"
+                await self._emit(
+                    step_changed(self.plan, name, "skipped", max(step.attempt, 1), started_at=None,
+                                 finished_at=now, error=reason)
+                )
         await self.repo.record_outcome(
             self.plan_id,
             self.state.lease,

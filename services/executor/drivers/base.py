@@ -128,7 +128,8 @@ async def run_command(
         raise
     if process.returncode != 0:
         tail = stderr.decode(errors="replace")[-OUTPUT_TAIL:].strip()
-        raise StepFailed(f"command {filled[0]} exited with code {process.returncode}: {tail}")
+        detail = f": {tail}" if tail else " and wrote nothing to stderr"
+        raise StepFailed(f"command {' '.join(filled)[:300]} exited with code {process.returncode}{detail}")
     return stdout.decode(errors="replace")
 
 
