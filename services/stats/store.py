@@ -10,6 +10,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import delete, func, select
@@ -96,21 +97,37 @@ async def apply_event(session: AsyncSession, subject: str, event: RollbackEvent)
 
 
 async def _claim(session: AsyncSession, event_id: str, subject: str) -> bool:
-    insert = _insert_for(session)
-    statement = (
-        insert(StatsInbox)
-        .values(event_id=event_id, subject=subject, handled_at=datetime.now(UTC))
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(StatsInbox.event_id)
-    )
-    result = await session.execute(statement)
+    statement = _statement(session, "claim")
+    values = {"event_id": event_id, "subject": subject, "handled_at": datetime.now(UTC)}
+    result = await session.execute(statement, values)
     return result.scalar_one_or_none() is not None
 
 
-def _insert_for(session: AsyncSession):  # noqa: ANN202 - a dialect's insert() function
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql_insert
-    return sqlite_insert
+# Statements compiled once per dialect: building them per event cost most of the apply time.
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+
+
+def _statement(session: AsyncSession, name: str) -> Any:
+    dialect = session.get_bind().dialect.name
+    key = (dialect, name)
+    if key not in _STATEMENTS:
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        if name == "claim":
+            table = StatsInbox.__table__
+            statement = (
+                insert(table)
+                .on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(table.c.event_id)
+            )
+        else:
+            table = {"daily": StatsDailyCount, "total": StatsTotalCount}[name].__table__
+            statement = insert(table)
+            statement = statement.on_conflict_do_update(
+                index_elements=[column.name for column in table.primary_key.columns],
+                set_={field: table.c[field] + statement.excluded[field] for field in COUNT_FIELDS},
+            )
+        _STATEMENTS[key] = statement
+    return _STATEMENTS[key]
 
 
 async def _add_signal(
@@ -234,27 +251,18 @@ async def _shift_counts(
     for key, counts in sorted(changes.items()):
         if any(counts.values()):
             names = ("day", "environment", "service", "trigger", "trigger_type")
-            await _add_counts(session, StatsDailyCount, dict(zip(names, key, strict=True)), counts)
+            await _add_counts(session, "daily", dict(zip(names, key, strict=True)), counts)
     for key, counts in sorted(total_changes.items()):
         if any(counts.values()):
             names = ("environment", "service", "trigger", "trigger_type")
-            await _add_counts(session, StatsTotalCount, dict(zip(names, key, strict=True)), counts)
+            await _add_counts(session, "total", dict(zip(names, key, strict=True)), counts)
 
 
 async def _add_counts(
-    session: AsyncSession,
-    table: type[StatsDailyCount] | type[StatsTotalCount],
-    key: dict[str, object],
-    counts: dict[str, int],
+    session: AsyncSession, table: str, key: dict[str, object], counts: dict[str, int]
 ) -> None:
-    insert = _insert_for(session)
     values = {**key, **{name: counts.get(name, 0) for name in COUNT_FIELDS}}
-    statement = insert(table).values(**values)
-    statement = statement.on_conflict_do_update(
-        index_elements=list(key),
-        set_={name: getattr(table, name) + statement.excluded[name] for name in COUNT_FIELDS},
-    )
-    await session.execute(statement)
+    await session.execute(_statement(session, table), values)
 
 
 async def wipe(session: AsyncSession) -> None:
