@@ -159,8 +159,8 @@ def _tables(connection: sqlite3.Connection, schema: str) -> list[str]:
 def _insertable_columns(connection: sqlite3.Connection, schema: str, table: str) -> list[str]:
     """Return the columns of ``table`` that take values, leaving out generated ones."""
     rows = connection.execute(f"PRAGMA {schema}.table_xinfo({quote_identifier(table)})").fetchall()
-    # table_xinfo's "hidden" column is 0 for ordinary columns, 2 and 3 for generated ones.
-    return [row[1] for row in rows if row[5] == 0]
+    # The 7th column of table_xinfo, "hidden", is 0 for ordinary columns, 2 and 3 for generated ones.
+    return [row[1] for row in rows if row[6] == 0]
 
 
 def _read_only_uri(path: Path) -> str:
