@@ -5,7 +5,7 @@ Usage: .venv/bin/python bench/stats_query.py [--plans 1000 100000] [--queries 20
 
 For each plan count, a fresh database gets the stats migrations and the plans, spread over 365
 days, 3 environments, 20 services and the 7 triggers. The smallest set is applied through the
-live consumer's code (``store.apply_event``, a PlanCreated and a PlanFinished per plan); larger
+live consumer's code (``store.apply_event``, a PlanCreated and a PlanFinished per plan). Larger
 sets are bulk-loaded with the same contribution rule, and their all-time counts are checked
 against a sum over the plan rows. Each query shape is then sent ``--queries`` times through the
 route, in-process (httpx's ASGI transport, no socket), with a viewer token; the first 100 are
@@ -175,7 +175,7 @@ async def time_requests(http: httpx.AsyncClient, path: str, params: dict, count:
         response = await http.get(path, params=params)
         elapsed = (time.perf_counter() - started) * 1000
         if response.status_code not in (200, 404):
-            raise RuntimeError(f"{path} answered {response.status_code}: {response.text}")
+            raise RuntimeError(f"{path} returned HTTP {response.status_code}: {response.text}")
         if index >= 100:
             samples.append(elapsed)
     return samples

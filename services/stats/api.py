@@ -66,7 +66,7 @@ def build_router(
         since: datetime | None = Query(None, description="Plans created at or after, ISO 8601."),
         until: datetime | None = Query(None, description="Plans created before, ISO 8601."),
     ) -> dict[str, object]:
-        """Counts, success rate, average duration and triggers of the matching plans."""
+        """Return counts, success rate, average duration and triggers of the matching plans."""
         scope = stats_filter(environment, service, since, until)
         async with sessions() as session:
             return await store.load_stats(session, scope)
@@ -92,7 +92,7 @@ def build_router(
         offset: int = Query(0, ge=0, description="Plans to skip, newest first."),
         steps: bool = Query(False, description="Include each plan's steps."),
     ) -> dict[str, object]:
-        """One page of plans, newest first, with the number of plans that match."""
+        """List one page of plans, newest first, with the number of plans that match."""
         scope = stats_filter(environment, service, None, None)
         query = store.PlanFilter(scope.environment, scope.service, status_filter, limit, offset)
         async with sessions() as session:
@@ -110,7 +110,7 @@ def build_router(
 
     @router.get("/api/admin/rollbacks/{plan_id}", dependencies=[viewer])
     async def get_rollback(plan_id: UUID) -> dict[str, object]:
-        """One plan with its steps, their durations and the breach that caused it."""
+        """Return one plan with its steps, their durations and the breach that caused it."""
         async with sessions() as session:
             plan = await store.get_plan(session, str(plan_id))
             if plan is None:
@@ -125,7 +125,7 @@ def build_router(
         response_class=PlainTextResponse,
     )
     async def get_incident_report(plan_id: UUID) -> PlainTextResponse:
-        """The plan's incident report as markdown."""
+        """Return the plan's incident report as markdown."""
         async with sessions() as session:
             report = await store.get_report(session, str(plan_id))
             plan = await store.get_plan(session, str(plan_id)) if report is None else None

@@ -2,7 +2,7 @@
 
 ``travi stats`` prints the statistics and ``travi stats rebuild`` replays the view from the
 stream; ``travi rollback list``, ``show`` and ``report`` read plans. Every command calls the
-HTTP API of a running TRAVI through :class:`shared.client.ApiClient`; an API error ends the
+HTTP API of a running TRAVI through :class:`shared.client.ApiClient`. An API error ends the
 command with a one-line message and exit code 1.
 """
 

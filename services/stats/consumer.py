@@ -103,7 +103,7 @@ def decode(subject: str, payload: dict[str, Any]) -> RollbackEvent:
 
 
 class EventApplier:
-    """Applies rollback events to the view; a rebuild holds ``lock`` to pause it."""
+    """Applier of rollback events to the view; a rebuild takes ``lock`` to pause it."""
 
     def __init__(self, db: Database) -> None:
         self.db = db

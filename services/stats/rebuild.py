@@ -1,8 +1,8 @@
 """Rebuild the stats view: wipe it and replay the rollback stream from its first message.
 
-The replay reads the stream through an ordered consumer of its own (ephemeral, so the live
-durable consumer keeps its place) up to the last message stored when the rebuild began, and
-applies every event in one transaction with the same code as the live consumer. Readers see
+The replay reads the stream through an ordered consumer of its own, which is ephemeral, so
+the live durable consumer keeps its place. It reads up to the last message stored when the
+rebuild began and applies every event in one transaction, with the live consumer's code. Readers see
 the old view until the new one is committed.
 
 Only what the stream still retains can be replayed: plans older than the stream's maximum age
@@ -38,7 +38,7 @@ NEXT_MESSAGE_TIMEOUT_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class RebuildResult:
-    """What a rebuild replayed."""
+    """Counts of the messages a rebuild replayed."""
 
     messages: int
     applied: int
@@ -48,7 +48,7 @@ class RebuildResult:
 
 
 async def _lock_view(session: AsyncSession) -> None:
-    # On PostgreSQL, other replicas' consumers wait until the new view is committed; on SQLite
+    # On PostgreSQL, other replicas' consumers wait until the new view is committed. On SQLite
     # the first write takes the database's write lock, which has the same effect.
     if session.get_bind().dialect.name == "postgresql":
         names = ", ".join(table.__tablename__ for table in VIEW_TABLES)

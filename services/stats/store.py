@@ -276,7 +276,7 @@ async def wipe(session: AsyncSession) -> None:
 
 @dataclass(frozen=True)
 class StatsFilter:
-    """Which plans a statistics query covers; None means no restriction."""
+    """Scope of a statistics query; a None field does not restrict it."""
 
     environment: str | None = None
     service: str | None = None
@@ -300,8 +300,8 @@ def _grouped_counts(table):  # noqa: ANN001, ANN202 - SQLAlchemy select over a c
 async def load_stats(session: AsyncSession, scope: StatsFilter) -> dict[str, object]:
     """Return the statistics document for ``scope`` from the count tables.
 
-    Without a time range it sums the all-time counts; with one it sums the whole days inside
-    the range and reads only the plans of the partial days at its edges.
+    Without a time range it sums the all-time counts. With one, it sums the daily counts of the
+    whole days inside the range and reads only the plans of the partial days at its edges.
     """
     totals = Totals()
     if scope.since is None and scope.until is None:

@@ -56,7 +56,9 @@ def decode_png(data: bytes) -> tuple[int, int, list[tuple[int, int, int]]]:
         position += 12 + length
         if kind == b"IHDR":
             width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", body)
-            assert depth == 8 and color in (2, 6) and interlace == 0, "unsupported PNG format"
+            assert depth == 8, f"unsupported PNG bit depth {depth}"
+            assert color in (2, 6), f"unsupported PNG color type {color}"
+            assert interlace == 0, "unsupported interlaced PNG"
             channels = 3 if color == 2 else 4
         elif kind == b"IDAT":
             compressed += body
@@ -181,7 +183,8 @@ async def test_dashboard_shows_rollbacks_and_chart(runtime, browser):
     width, height, pixels = decode_png(png)
     background = sum(1 for pixel in pixels if min(pixel) > 245)
     bar = sum(1 for pixel in pixels if all(abs(a - b) <= 12 for a, b in zip(pixel, BAR_COLOR)))
-    assert width > 300 and height > 40
+    assert width > 300
+    assert height > 40
     assert bar > 2000, f"only {bar} bar-coloured pixels in the chart"
     assert background < len(pixels), "the chart is blank"
 

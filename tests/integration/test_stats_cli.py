@@ -39,7 +39,7 @@ def cli_env(runtime: Runtime, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 
 
 async def invoke(*args: str):
-    """Run a ``travi`` command in a thread, so the server in this event loop can answer it."""
+    """Run a ``travi`` command in a thread, so the server in this event loop can respond."""
     return await asyncio.to_thread(CliRunner().invoke, app, list(args))
 
 

@@ -334,7 +334,7 @@ async def test_step_before_plan_is_not_counted_yet(stats_runtime):
 async def test_repeated_event_is_applied_once(stats_runtime, nats_server):
     bus = Bus(stats_runtime)
     plan = await bus.created()
-    # A second copy without Nats-Msg-Id, so JetStream stores it and the consumer sees it.
+    # A second copy without Nats-Msg-Id, so JetStream stores it and the consumer receives it.
     connection = await nats.connect(nats_server.url)
     await connection.jetstream().publish(
         "rollback.plan.production.checkout", plan.model_dump_json().encode()

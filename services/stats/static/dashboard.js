@@ -160,6 +160,7 @@ async function renderDetail() {
     return;
   }
   const plan = await getJson(`/api/admin/rollbacks/${match[1]}`);
+
   const fields = document.getElementById("detail-fields");
   fields.replaceChildren();
   const shown = ["id", "service", "environment", "fromVersion", "toVersion", "status", "trigger",
@@ -173,6 +174,7 @@ async function renderDetail() {
     fields.append(element("dt", "breach"),
                   element("dd", `${breach.trigger}: ${breach.measured} over ${breach.threshold} at ${breach.detected_at}`));
   }
+
   const body = document.querySelector("#detail-steps tbody");
   body.replaceChildren();
   for (const step of plan.steps) {
@@ -181,6 +183,7 @@ async function renderDetail() {
                element("td", formatMs(step.durationMs)), element("td", step.error || ""));
     body.append(row);
   }
+
   const report = document.getElementById("detail-report");
   if (plan.reportAvailable) {
     const response = await fetch(`/api/admin/rollbacks/${plan.id}/incident-report`);
