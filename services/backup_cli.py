@@ -63,7 +63,10 @@ def backup(
     after = {listed.name for listed in list_backups(directory, verify=False)}
     removed = sorted(before - after)
     if removed:
-        typer.echo(f"Removed by retention (keeping the newest {settings.backup.keep}): {', '.join(removed)}")
+        typer.echo(
+            f"Removed by retention (keeping the newest {settings.backup.keep}): "
+            + ", ".join(removed)
+        )
 
 
 @backup_app.command("list")
@@ -109,9 +112,9 @@ def restore(
         )
     except TraviError as exc:
         _fail(str(exc))
-    restored = table or info.table
-    what = f"table {restored}" if restored else "the whole database"
-    typer.echo(f"Restored {what} from {info.name} (checksum ok) into {info.database}")
+    restored_table = table or info.table
+    scope = f"table {restored_table}" if restored_table else "the whole database"
+    typer.echo(f"Restored {scope} from {info.name} (checksum ok) into {info.database}")
 
 
 def format_size(size: int) -> str:
@@ -126,23 +129,26 @@ def format_size(size: int) -> str:
 
 def format_table(rows: list[tuple[str, ...]]) -> str:
     """Return ``rows`` under LIST_COLUMNS as left-aligned columns two spaces apart."""
-    widths = [max(len(row[index]) for row in (LIST_COLUMNS, *rows)) for index in range(len(LIST_COLUMNS))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-             for row in (LIST_COLUMNS, *rows)]
+    table = [LIST_COLUMNS, *rows]
+    widths = [max(len(row[index]) for row in table) for index in range(len(LIST_COLUMNS))]
+    lines = []
+    for row in table:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
 
 def _row(info: BackupInfo) -> tuple[str, ...]:
     tables = info.tables[:MAX_LISTED_TABLES]
-    shown = ", ".join(tables)
+    listed = ", ".join(tables)
     if len(info.tables) > MAX_LISTED_TABLES:
-        shown += f" +{len(info.tables) - MAX_LISTED_TABLES} more"
+        listed += f" +{len(info.tables) - MAX_LISTED_TABLES} more"
     return (
         info.name,
         info.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         format_size(info.size),
         info.database or "?",
-        shown or "?",
+        listed or "?",
         info.checksum_status,
     )
 

@@ -66,7 +66,9 @@ def create_backup(
 
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     started = datetime.now(UTC)
-    label = target.name if selected is None else f"{target.name}-{file_label(selected.removeprefix('public.'))}"
+    label = target.name
+    if selected is not None:
+        label += "-" + file_label(selected.removeprefix("public."))
     descriptor, temporary_name = tempfile.mkstemp(dir=directory, prefix=".", suffix=".partial")
     os.close(descriptor)
     temporary = Path(temporary_name)
@@ -142,10 +144,10 @@ def restore_backup(
 
     if restored_table is None:
         if live_tables and not force:
-            shown = ", ".join(live_tables[:5]) + (", ..." if len(live_tables) > 5 else "")
+            listed = ", ".join(live_tables[:5]) + (", ..." if len(live_tables) > 5 else "")
             raise DatabaseNotEmptyError(
                 f"{target.description} is not empty: it has {len(live_tables)} tables "
-                f"({shown}) that the restore may replace; pass --yes to restore over them"
+                f"({listed}) that the restore may replace; pass --yes to restore over them"
             )
         backend.restore_database(info.path)
     else:
@@ -179,10 +181,10 @@ def _sync(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _apply_retention(directory: Path, keep: int, made: BackupInfo) -> None:
+def _apply_retention(directory: Path, keep: int, new_backup: BackupInfo) -> None:
     """Remove old backups beyond ``keep``; a failure is logged and leaves the new backup alone."""
-    for backup in expired_backups(list_backups(directory, verify=False), keep, made.name):
-        if backup.database != made.database or backup.table != made.table:
+    for backup in expired_backups(list_backups(directory, verify=False), keep, new_backup.name):
+        if backup.database != new_backup.database or backup.table != new_backup.table:
             continue
         try:
             remove_backup(backup)
@@ -222,9 +224,9 @@ def _latest_name(directory: Path, target: DatabaseTarget, table: str | None) -> 
             return backup.name
         if table is not None and _contains(backup, table):
             return backup.name
-    wanted = f"table {table!r}" if table else "the whole database"
+    content = f"table {table!r}" if table else "the whole database"
     raise BackupNotFoundError(
-        f"no backup of {target.description} in {directory} contains {wanted}; pass --file NAME "
+        f"no backup of {target.description} in {directory} contains {content}; pass --file NAME "
         "to choose one, or --table NAME to restore one table (see 'travi db backup list')"
     )
 

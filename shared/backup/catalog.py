@@ -33,7 +33,10 @@ NAME_PATTERN = re.compile(
     r"^(?P<stamp>\d{8}T\d{9}Z)-(?P<label>[A-Za-z0-9_-]{1,130})\.(?P<extension>dump|sqlite)$"
 )
 _STAMP_FORMAT = "%Y%m%dT%H%M%S"
-_NAME_HINT = "give a backup file name as shown by 'travi db backup list', such as 20261204T153000123Z-app.dump"
+_NAME_HINT = (
+    "give a backup file name as shown by 'travi db backup list', "
+    "such as 20261204T153000123Z-app.dump"
+)
 
 
 class BackupInfo(BaseModel):
@@ -118,8 +121,8 @@ def write_sidecar(info: BackupInfo) -> None:
 def read_backup(path: Path, *, verify: bool) -> BackupInfo:
     """Describe the backup file at ``path`` from its sidecar, checking its checksum if ``verify``.
 
-    A missing or unreadable sidecar does not raise: the result's ``checksum_status`` says so and
-    the fields only the sidecar knows are empty.
+    A missing or unreadable sidecar does not raise. The result's ``checksum_status`` is then
+    "missing sidecar" or "invalid sidecar", and the fields only the sidecar records are empty.
     """
     match = NAME_PATTERN.match(path.name)
     if match is None:
@@ -226,7 +229,8 @@ def publish_file(temporary: Path, directory: Path, moment: datetime, label: str,
     atomically; on a file system without hard links, a rename after an existence check does.
     """
     for offset in range(1000):
-        final = directory / backup_name(moment + timedelta(milliseconds=offset), label, backup_format)
+        stamp = moment + timedelta(milliseconds=offset)
+        final = directory / backup_name(stamp, label, backup_format)
         try:
             os.link(temporary, final)
         except FileExistsError:

@@ -116,15 +116,17 @@ class PostgresBackend:
     def restore_table(self, path: Path, table: str) -> None:
         """Replace every row of ``table`` (``schema.table``) with its rows in the dump at ``path``.
 
-        pg_restore writes the table's data as an SQL script to a temporary file beside the
-        backup (mode 0600); psql then deletes the current rows and runs the script in one
-        transaction. Going through a file, not a pipe, means a pg_restore that fails half-way
-        never hands psql a truncated script to commit.
+        pg_restore writes the table's data as an SQL script to a temporary file (mode 0600)
+        beside the backup. psql then deletes the current rows and runs the script in one
+        transaction. The script goes through a file, not a pipe, so a pg_restore that fails
+        half-way never hands psql a truncated script to commit.
         """
         tools = self.check_tools(RESTORE_TOOLS)
         statements = self._row_replacement_statements(table)
         schema, name = split_table_name(table, "public")
-        descriptor, script_name = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".restore.sql")
+        descriptor, script_name = tempfile.mkstemp(
+            dir=path.parent, prefix=".", suffix=".restore.sql"
+        )
         os.close(descriptor)
         script = Path(script_name)
         try:

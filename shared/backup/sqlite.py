@@ -46,7 +46,8 @@ class SqliteBackend:
     def table_has_rows(self, table: str) -> bool:
         """Return whether ``table`` (known to exist) contains any row."""
         with self._open(_read_only_uri(self.path)) as connection:
-            row = connection.execute(f"SELECT EXISTS (SELECT 1 FROM {quote_identifier(table)})").fetchone()
+            query = f"SELECT EXISTS (SELECT 1 FROM {quote_identifier(table)})"
+            row = connection.execute(query).fetchone()
         return bool(row and row[0])
 
     def dump(self, output: Path, table: str | None) -> str:
@@ -64,8 +65,8 @@ class SqliteBackend:
                     source.backup(destination)
             else:
                 _copy_table(destination, _read_only_uri(self.path), table)
-            # A copy of a WAL database would be in WAL mode too, and opening such a file later
-            # may write beside it; rollback-journal mode keeps the file as the checksum saw it.
+            # A copy of a WAL database is in WAL mode too, and opening such a file may write
+            # beside it. Rollback-journal mode keeps the file as it was when it was checksummed.
             destination.execute("PRAGMA journal_mode=DELETE")
         return f"SQLite {sqlite3.sqlite_version}"
 
@@ -79,7 +80,7 @@ class SqliteBackend:
             source.backup(destination)
 
     def restore_table(self, path: Path, table: str) -> None:
-        """Replace every row of ``table`` with its rows in the backup at ``path``, in one transaction.
+        """Replace every row of ``table`` with its rows in the backup at ``path``, atomically.
 
         Foreign keys stay off on this connection (SQLite's default), so deleting the rows does
         not cascade into other tables and other tables' rows are never checked or changed.
@@ -141,9 +142,12 @@ def _copy_table(destination: sqlite3.Connection, source_uri: str, table: str) ->
     if row is None or row[0] is None:
         raise TableNotFoundError(f"table {table!r} not found in the SQLite database")
     destination.execute(row[0])
-    columns = ", ".join(quote_identifier(column) for column in _insertable_columns(destination, "source", table))
+    columns = _insertable_columns(destination, "source", table)
+    column_list = ", ".join(quote_identifier(column) for column in columns)
     quoted = quote_identifier(table)
-    destination.execute(f"INSERT INTO main.{quoted} ({columns}) SELECT {columns} FROM source.{quoted}")
+    destination.execute(
+        f"INSERT INTO main.{quoted} ({column_list}) SELECT {column_list} FROM source.{quoted}"
+    )
     destination.execute("COMMIT")
     destination.execute("DETACH DATABASE source")
 
@@ -159,7 +163,8 @@ def _tables(connection: sqlite3.Connection, schema: str) -> list[str]:
 def _insertable_columns(connection: sqlite3.Connection, schema: str, table: str) -> list[str]:
     """Return the columns of ``table`` that take values, leaving out generated ones."""
     rows = connection.execute(f"PRAGMA {schema}.table_xinfo({quote_identifier(table)})").fetchall()
-    # The 7th column of table_xinfo, "hidden", is 0 for ordinary columns, 2 and 3 for generated ones.
+    # The 7th column of table_xinfo, "hidden", is 0 for ordinary columns and 2 or 3 for
+    # generated ones.
     return [row[1] for row in rows if row[6] == 0]
 
 

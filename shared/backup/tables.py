@@ -23,7 +23,8 @@ def validate_table_name(value: str) -> str:
         raise InvalidName(
             "table",
             value,
-            "use TABLE or SCHEMA.TABLE, each 1-63 letters, digits or '_', not starting with a digit",
+            "use TABLE or SCHEMA.TABLE, each 1-63 letters, digits or '_', "
+            "not starting with a digit",
         )
     return value
 
@@ -38,9 +39,10 @@ def resolve_table(requested: str, available: Sequence[str], where: str) -> str:
     """Return the one name in ``available`` that ``requested`` means, else raise.
 
     ``available`` contains names as the database spells them (``schema.table`` for PostgreSQL,
-    ``table`` for SQLite). An exact match wins; then an unqualified name matches the table of
-    that name in any schema; then both comparisons are repeated ignoring case, as SQL does for
-    unquoted names. ``where`` (e.g. "the database postgresql://app@db/app") goes into the error.
+    ``table`` for SQLite). An exact match wins. Next, an unqualified name matches the table of
+    that name in any schema. When neither matches, both comparisons are repeated ignoring case,
+    as SQL does for unquoted names. ``where`` (e.g. "the database postgresql://app@db/app") goes
+    into the error message.
     """
     validate_table_name(requested)
     for fold in (str, str.casefold):

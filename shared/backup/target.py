@@ -19,7 +19,8 @@ from shared.backup.errors import UnsupportedDatabaseError
 
 DatabaseKind = Literal["postgresql", "sqlite"]
 
-# libpq waits forever for a server that does not answer unless a connect timeout is set.
+# Without a connect timeout, libpq waits for an unreachable server as long as the operating
+# system's TCP connect does, which is minutes.
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 10
 
 _UNSAFE_LABEL_CHARACTERS = re.compile(r"[^A-Za-z0-9_]+")
@@ -60,7 +61,9 @@ def parse_database_url(url: str) -> DatabaseTarget:
         return _sqlite_target(parsed)
     if backend in ("postgresql", "postgres"):
         return _postgres_target(parsed)
-    raise UnsupportedDatabaseError(f"backups support SQLite and PostgreSQL, not {backend!r}: {_URL_HINT}")
+    raise UnsupportedDatabaseError(
+        f"backups support SQLite and PostgreSQL, not {backend!r}: {_URL_HINT}"
+    )
 
 
 def file_label(value: str) -> str:

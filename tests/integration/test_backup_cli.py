@@ -32,35 +32,35 @@ def backup_dir(tmp_path: Path) -> Path:
 
 
 def test_backup_list_restore(configured: str, tmp_path: Path) -> None:
-    made = runner.invoke(app, ["db", "backup"])
+    backed_up = runner.invoke(app, ["db", "backup"])
     listed = runner.invoke(app, ["db", "backup", "list"])
     execute(configured, "DELETE FROM items")
-    refused = runner.invoke(app, ["db", "restore", "--latest"])
+    rejected = runner.invoke(app, ["db", "restore", "--latest"])
     restored = runner.invoke(app, ["db", "restore", "--latest", "--yes"])
 
-    assert made.exit_code == 0, made.output
-    assert "Backup 2" in made.stdout
-    assert "sha256" in made.stdout
+    assert backed_up.exit_code == 0, backed_up.output
+    assert "Backup 2" in backed_up.stdout
+    assert "sha256" in backed_up.stdout
     assert listed.exit_code == 0, listed.output
     header, row = listed.stdout.splitlines()
     assert header.split() == ["NAME", "CREATED", "(UTC)", "SIZE", "DATABASE", "TABLES", "CHECKSUM"]
     assert row.endswith("  ok")
     assert re.search(r"(public\.)?items, (public\.)?other", row)
-    assert refused.exit_code == 1
-    assert "pass --yes" in refused.stderr
+    assert rejected.exit_code == 1
+    assert "pass --yes" in rejected.stderr
     assert restored.exit_code == 0, restored.output
     assert "Restored the whole database" in restored.stdout
     assert rows(configured, "items") == ITEMS
 
 
 def test_table_backup_and_restore(configured: str, tmp_path: Path) -> None:
-    made = runner.invoke(app, ["db", "backup", "--table", "other"])
+    backed_up = runner.invoke(app, ["db", "backup", "--table", "other"])
     name = next(path.name for path in backup_dir(tmp_path).iterdir() if path.suffix != ".json")
     execute(configured, "DELETE FROM other")
     execute(configured, "DELETE FROM items WHERE id = 1")
     restored = runner.invoke(app, ["db", "restore", "--file", name, "--table", "other"])
 
-    assert made.exit_code == 0, made.output
+    assert backed_up.exit_code == 0, backed_up.output
     assert "-other." in name
     assert restored.exit_code == 0, restored.output
     assert "Restored table" in restored.stdout

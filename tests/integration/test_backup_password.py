@@ -44,6 +44,7 @@ def scram_server() -> Iterator[str]:
         shutil.chown(root, "postgres")
         shutil.chown(password_file, "postgres")
         run_as = ["runuser", "-u", "postgres", "--"]
+
     data = root / "data"
     port = free_port()
     subprocess.run(
@@ -51,9 +52,10 @@ def scram_server() -> Iterator[str]:
          f"--pwfile={password_file}"],
         check=True, capture_output=True, timeout=60,
     )
+
     try:
-        # With -l the server logs to a file; otherwise it keeps pg_ctl's output pipe open and
-        # capture_output never sees the end of it.
+        # With -l the server logs to a file. Without it, the server keeps pg_ctl's output pipe
+        # open and capture_output waits for its end until the timeout.
         subprocess.run(
             [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"),
              "-w", "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"],
@@ -72,19 +74,21 @@ def _with_password(url: str, password: str) -> str:
     return url.replace("postgres@", f"postgres:{quote(password, safe='')}@")
 
 
-def test_password_reaches_tools(scram_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_password_reaches_tools(
+    scram_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("PGPASSWORD", raising=False)
     monkeypatch.setenv("PGPASSFILE", str(tmp_path / "no-such-passfile"))
     url = _with_password(scram_server, PASSWORD)
     backups = tmp_path / "backups"
     create_tables(url)
     try:
-        made = create_backup(url, backups)
+        backup = create_backup(url, backups)
         execute(url, "DELETE FROM items")
-        restore_backup(url, backups, name=made.name, force=True)
+        restore_backup(url, backups, name=backup.name, force=True)
         assert rows(url, "items") == ITEMS
         execute(url, "DELETE FROM items")
-        restore_backup(url, backups, name=made.name, table="items", force=True)
+        restore_backup(url, backups, name=backup.name, table="items", force=True)
         assert rows(url, "items") == ITEMS
     finally:
         execute(url, "DROP TABLE IF EXISTS items, other")

@@ -127,7 +127,7 @@ def test_restore_latest_brings_rows_back(filled_url: str, backups: Path) -> None
 def test_restore_into_empty_database_needs_no_force(
     filled_url: str, backups: Path, tmp_path: Path
 ) -> None:
-    made = create_backup(filled_url, backups)
+    backup = create_backup(filled_url, backups)
     if is_sqlite(filled_url):
         empty_url = f"sqlite:///{tmp_path / 'fresh.db'}"
     else:
@@ -135,23 +135,23 @@ def test_restore_into_empty_database_needs_no_force(
         execute(filled_url, "DROP TABLE other")
         empty_url = filled_url
 
-    restore_backup(empty_url, backups, name=made.name)
+    restore_backup(empty_url, backups, name=backup.name)
 
     assert rows(empty_url, "items") == ITEMS
     assert rows(empty_url, "other") == OTHERS
 
 
-def test_altered_backup_refused(filled_url: str, backups: Path) -> None:
-    made = create_backup(filled_url, backups)
+def test_altered_backup_rejected(filled_url: str, backups: Path) -> None:
+    backup = create_backup(filled_url, backups)
     execute(filled_url, "DELETE FROM items")
-    content = bytearray(made.path.read_bytes())
+    content = bytearray(backup.path.read_bytes())
     content[len(content) // 2] ^= 0x01
-    made.path.write_bytes(bytes(content))
+    backup.path.write_bytes(bytes(content))
 
     with pytest.raises(ChecksumMismatchError) as caught:
         restore_backup(filled_url, backups, latest=True, force=True)
 
-    assert made.name in str(caught.value)
+    assert backup.name in str(caught.value)
     assert "altered or damaged" in str(caught.value)
     assert rows(filled_url, "items") == []
     assert list_backups(backups)[0].checksum_status == "mismatch"
@@ -171,14 +171,14 @@ def test_restore_one_table_from_full_backup(filled_url: str, backups: Path) -> N
 
 
 def test_table_backup_restores_its_table(filled_url: str, backups: Path) -> None:
-    made = create_backup(filled_url, backups, table="items")
+    backup = create_backup(filled_url, backups, table="items")
     execute(filled_url, "DELETE FROM items")
     execute(filled_url, "DELETE FROM other")
 
-    restore_backup(filled_url, backups, name=made.name)
+    restore_backup(filled_url, backups, name=backup.name)
 
-    assert made.table in ("items", "public.items")
-    assert made.tables == [made.table]
+    assert backup.table in ("items", "public.items")
+    assert backup.tables == [backup.table]
     assert rows(filled_url, "items") == ITEMS
     assert rows(filled_url, "other") == []
 
@@ -222,42 +222,42 @@ def test_empty_table_restored_without_force(filled_url: str, backups: Path) -> N
 
 
 def test_backup_files_and_sidecar(filled_url: str, backups: Path) -> None:
-    made = create_backup(filled_url, backups)
-    sidecar = json.loads(sidecar_path(made.path).read_text())
+    backup = create_backup(filled_url, backups)
+    sidecar = json.loads(sidecar_path(backup.path).read_text())
     extension = ".sqlite" if is_sqlite(filled_url) else ".dump"
 
-    assert made.name.endswith(extension)
-    assert stat.S_IMODE(made.path.stat().st_mode) == 0o600
-    assert sidecar["size"] == made.path.stat().st_size
+    assert backup.name.endswith(extension)
+    assert stat.S_IMODE(backup.path.stat().st_mode) == 0o600
+    assert sidecar["size"] == backup.path.stat().st_size
     assert len(sidecar["sha256"]) == 64
-    assert sidecar["database"] == made.database
+    assert sidecar["database"] == backup.database
     assert [table.rpartition(".")[2] for table in sidecar["tables"]] == ["items", "other"]
-    assert sidecar["format"] == made.format
-    assert sorted(path.name for path in backups.iterdir()) == [made.name, made.name + ".json"]
+    assert sidecar["format"] == backup.format
+    assert sorted(path.name for path in backups.iterdir()) == [backup.name, backup.name + ".json"]
 
 
 def test_retention_keeps_newest(filled_url: str, backups: Path) -> None:
-    made = [create_backup(filled_url, backups, keep=2) for _ in range(4)]
+    older = [create_backup(filled_url, backups, keep=2) for _ in range(4)]
     table_backup = create_backup(filled_url, backups, table="other", keep=2)
     last = create_backup(filled_url, backups, keep=1)
 
     names = {info.name for info in list_backups(backups)}
 
     assert names == {table_backup.name, last.name}
-    assert made[-1].name not in names
-    assert not sidecar_path(made[0].path).exists()
+    assert older[-1].name not in names
+    assert not sidecar_path(older[0].path).exists()
 
 
-def test_unknown_table_refused(filled_url: str, backups: Path) -> None:
+def test_unknown_table_rejected(filled_url: str, backups: Path) -> None:
     with pytest.raises(TableNotFoundError, match="'missing' not found"):
         create_backup(filled_url, backups, table="missing")
-    made = create_backup(filled_url, backups, table="other")
+    backup = create_backup(filled_url, backups, table="other")
     with pytest.raises(TableNotFoundError, match="'items' not found in backup"):
-        restore_backup(filled_url, backups, name=made.name, table="items", force=True)
+        restore_backup(filled_url, backups, name=backup.name, table="items", force=True)
     assert not [path for path in backups.iterdir() if path.name.startswith(".")]
 
 
-def test_invalid_table_name_refused(filled_url: str, backups: Path) -> None:
+def test_invalid_table_name_rejected(filled_url: str, backups: Path) -> None:
     with pytest.raises(InvalidName, match="invalid table"):
         create_backup(filled_url, backups, table="items; DROP TABLE other")
     assert rows(filled_url, "other") == OTHERS
@@ -292,7 +292,7 @@ def test_latest_in_empty_folder(filled_url: str, backups: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_backup_of_other_kind_refused(postgres_url: str, backups: Path, tmp_path: Path) -> None:
+def test_backup_of_other_kind_rejected(postgres_url: str, backups: Path, tmp_path: Path) -> None:
     sqlite_url = f"sqlite:///{tmp_path / 'other.db'}"
     create_tables(sqlite_url)
     create_tables(postgres_url)
@@ -305,7 +305,7 @@ def test_backup_of_other_kind_refused(postgres_url: str, backups: Path, tmp_path
         restore_backup(sqlite_url, backups, name=postgres_backup.name, force=True)
 
 
-def test_sqlite_missing_file_refused(backups: Path, tmp_path: Path) -> None:
+def test_sqlite_missing_file_rejected(backups: Path, tmp_path: Path) -> None:
     with pytest.raises(DatabaseAccessError, match="does not exist"):
         create_backup(f"sqlite:///{tmp_path / 'absent.db'}", backups)
     assert not (tmp_path / "absent.db").exists()
@@ -314,16 +314,16 @@ def test_sqlite_missing_file_refused(backups: Path, tmp_path: Path) -> None:
 def test_sqlite_backup_file_stays_unchanged(tmp_path: Path, backups: Path) -> None:
     url = f"sqlite:///{tmp_path / 'app.db'}"
     create_tables(url)
-    made = create_backup(url, backups)
-    restore_backup(url, backups, name=made.name, force=True)
-    restore_backup(url, backups, name=made.name, table="items", force=True)
+    backup = create_backup(url, backups)
+    restore_backup(url, backups, name=backup.name, force=True)
+    restore_backup(url, backups, name=backup.name, table="items", force=True)
     assert list_backups(backups)[0].checksum_status == "ok"
-    assert sorted(path.name for path in backups.iterdir()) == [made.name, made.name + ".json"]
+    assert sorted(path.name for path in backups.iterdir()) == [backup.name, backup.name + ".json"]
     with connect(url) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_sqlite_column_change_refused(tmp_path: Path, backups: Path) -> None:
+def test_sqlite_column_change_rejected(tmp_path: Path, backups: Path) -> None:
     url = f"sqlite:///{tmp_path / 'app.db'}"
     create_tables(url)
     create_backup(url, backups)
@@ -333,7 +333,9 @@ def test_sqlite_column_change_refused(tmp_path: Path, backups: Path) -> None:
     assert [row[:2] for row in rows(url, "other")] == OTHERS
 
 
-def test_missing_tools_named(monkeypatch: pytest.MonkeyPatch, backups: Path, tmp_path: Path) -> None:
+def test_missing_tools_named(
+    monkeypatch: pytest.MonkeyPatch, backups: Path, tmp_path: Path
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     with pytest.raises(MissingToolError) as caught:
         create_backup("postgresql://app:hunter22@127.0.0.1:1/shop", backups)
@@ -347,20 +349,25 @@ def test_postgres_restore_needs_tools(
     postgres_url: str, backups: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     create_tables(postgres_url)
-    made = create_backup(postgres_url, backups)
+    backup = create_backup(postgres_url, backups)
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     with pytest.raises(MissingToolError, match="pg_restore not found on PATH"):
-        restore_backup(postgres_url, backups, name=made.name, force=True)
+        restore_backup(postgres_url, backups, name=backup.name, force=True)
 
 
 @pytest.mark.postgres
 def test_postgres_password_only_in_password_file(
-    postgres_url: str, backups: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    postgres_url: str,
+    backups: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # The test server trusts loopback connections, so any password is accepted; what is
-    # checked here is where the password travels.
+    # The test server trusts loopback connections, so it accepts any password. This test
+    # checks where the password travels, not whether the server accepts it.
     password = "Pw:with\\odd'chars-7731"
-    url = postgres_url.replace("postgresql://postgres@", "postgresql://postgres:Pw%3Awith%5Codd%27chars-7731@")
+    url = postgres_url.replace(
+        "postgresql://postgres@", "postgresql://postgres:Pw%3Awith%5Codd%27chars-7731@"
+    )
     create_tables(postgres_url)
     monkeypatch.setenv("PGPASSWORD", "stale-from-caller")
     calls: list[tuple[list[str], str]] = []
@@ -377,9 +384,9 @@ def test_postgres_password_only_in_password_file(
 
     monkeypatch.setattr(subprocess, "run", recording_run)
     caplog.set_level(logging.DEBUG)
-    made = create_backup(url, backups)
-    restore_backup(url, backups, name=made.name, force=True)
-    restore_backup(url, backups, name=made.name, table="items", force=True)
+    backup = create_backup(url, backups)
+    restore_backup(url, backups, name=backup.name, force=True)
+    restore_backup(url, backups, name=backup.name, table="items", force=True)
 
     tools = [Path(argv[0]).name for argv, _ in calls]
     assert tools == ["pg_dump", "pg_restore", "pg_restore", "psql"]
@@ -388,8 +395,8 @@ def test_postgres_password_only_in_password_file(
         assert passfile_text == "*:*:*:*:Pw\\:with\\\\odd'chars-7731\n"
     assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("travi-pgpass-*"))
     assert password not in caplog.text
-    assert "7731" not in sidecar_path(made.path).read_text()
-    assert "7731" not in repr(made)
+    assert "7731" not in sidecar_path(backup.path).read_text()
+    assert "7731" not in repr(backup)
 
 
 @pytest.mark.postgres
@@ -438,9 +445,9 @@ def test_postgres_schema_qualified_table(postgres_url: str, backups: Path) -> No
     execute(postgres_url, "INSERT INTO archive.items VALUES (1, 'archived')")
     with pytest.raises(TableNotFoundError, match="ambiguous"):
         create_backup(postgres_url, backups, table="items")
-    made = create_backup(postgres_url, backups, table="archive.items")
+    backup = create_backup(postgres_url, backups, table="archive.items")
     execute(postgres_url, "DELETE FROM archive.items")
-    restore_backup(postgres_url, backups, name=made.name)
-    assert made.name.endswith("-archive_items.dump")
+    restore_backup(postgres_url, backups, name=backup.name)
+    assert backup.name.endswith("-archive_items.dump")
     assert rows(postgres_url, "archive.items") == [(1, "archived")]
     assert rows(postgres_url, "items") == ITEMS

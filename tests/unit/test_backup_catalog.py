@@ -29,7 +29,7 @@ START = datetime(2026, 12, 4, 15, 30, tzinfo=UTC)
 
 def make_backup(directory: Path, minute: int, *, database: str = "sqlite:////data/app.db",
                 table: str | None = None, content: bytes = b"backup bytes") -> BackupInfo:
-    """Write a backup file and its sidecar, made ``minute`` minutes after START."""
+    """Write a backup file and its sidecar, backup ``minute`` minutes after START."""
     moment = START + timedelta(minutes=minute)
     label = "app" if table is None else f"app-{table}"
     path = directory / f"{moment.strftime('%Y%m%dT%H%M%S')}000Z-{label}.sqlite"
@@ -44,37 +44,38 @@ def make_backup(directory: Path, minute: int, *, database: str = "sqlite:////dat
 
 
 def test_sidecar_round_trip(tmp_path: Path) -> None:
-    made = make_backup(tmp_path, 0)
-    payload = json.loads(sidecar_path(made.path).read_text())
-    read = read_backup(made.path, verify=True)
-    assert payload["sha256"] == made.sha256
+    backup = make_backup(tmp_path, 0)
+    payload = json.loads(sidecar_path(backup.path).read_text())
+    read = read_backup(backup.path, verify=True)
+    assert payload["sha256"] == backup.sha256
     assert payload["size"] == len(b"backup bytes")
     assert payload["database"] == "sqlite:////data/app.db"
     assert payload["tables"] == ["a", "b"]
     assert payload["format"] == "sqlite"
     assert payload["created_at"] == "2026-12-04T15:30:00Z"
     assert read.checksum_status == "ok"
-    assert read.model_dump(exclude={"checksum_status"}) == made.model_dump(exclude={"checksum_status"})
+    unchecked = {"checksum_status"}
+    assert read.model_dump(exclude=unchecked) == backup.model_dump(exclude=unchecked)
 
 
 def test_sidecar_file_is_private(tmp_path: Path) -> None:
-    made = make_backup(tmp_path, 0)
-    assert stat.S_IMODE(os.stat(sidecar_path(made.path)).st_mode) == 0o600
+    backup = make_backup(tmp_path, 0)
+    assert stat.S_IMODE(os.stat(sidecar_path(backup.path)).st_mode) == 0o600
 
 
 def test_altered_file_is_mismatch(tmp_path: Path) -> None:
-    made = make_backup(tmp_path, 0)
-    made.path.write_bytes(b"backup bytez")
-    assert read_backup(made.path, verify=True).checksum_status == "mismatch"
+    backup = make_backup(tmp_path, 0)
+    backup.path.write_bytes(b"backup bytez")
+    assert read_backup(backup.path, verify=True).checksum_status == "mismatch"
     with pytest.raises(ChecksumMismatchError, match="SHA-256"):
-        verified_backup(tmp_path, made.name)
+        verified_backup(tmp_path, backup.name)
 
 
 def test_truncated_file_is_size_mismatch(tmp_path: Path) -> None:
-    made = make_backup(tmp_path, 0)
-    made.path.write_bytes(b"backup")
+    backup = make_backup(tmp_path, 0)
+    backup.path.write_bytes(b"backup")
     with pytest.raises(ChecksumMismatchError, match="12 bytes but the file has 6 bytes"):
-        verified_backup(tmp_path, made.name)
+        verified_backup(tmp_path, backup.name)
 
 
 def test_missing_and_invalid_sidecar(tmp_path: Path) -> None:
@@ -91,9 +92,9 @@ def test_missing_and_invalid_sidecar(tmp_path: Path) -> None:
 
 
 def test_sidecar_with_wrong_fields_is_invalid(tmp_path: Path) -> None:
-    made = make_backup(tmp_path, 0)
-    sidecar_path(made.path).write_text(json.dumps({"size": "big"}))
-    assert read_backup(made.path, verify=True).checksum_status == "invalid sidecar"
+    backup = make_backup(tmp_path, 0)
+    sidecar_path(backup.path).write_text(json.dumps({"size": "big"}))
+    assert read_backup(backup.path, verify=True).checksum_status == "invalid sidecar"
 
 
 def test_list_newest_first_and_skips_other_files(tmp_path: Path) -> None:

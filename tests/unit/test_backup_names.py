@@ -35,11 +35,14 @@ def test_names_sort_by_time() -> None:
 
 
 def test_name_of_table_backup() -> None:
-    assert backup_name(MOMENT, "shop-orders", "pg_dump-custom") == "20261204T153000123Z-shop-orders.dump"
+    table_backup = backup_name(MOMENT, "shop-orders", "pg_dump-custom")
+    assert table_backup == "20261204T153000123Z-shop-orders.dump"
     assert backup_name(MOMENT, "shop", "sqlite") == "20261204T153000123Z-shop.sqlite"
 
 
-@pytest.mark.parametrize("name", ["20261204T153000123Z-app.dump", "20261204T153000123Z-a_b-c.sqlite"])
+@pytest.mark.parametrize(
+    "name", ["20261204T153000123Z-app.dump", "20261204T153000123Z-a_b-c.sqlite"]
+)
 def test_valid_backup_names(name: str) -> None:
     assert validate_backup_name(name) == name
 
@@ -72,7 +75,8 @@ def test_valid_table_names(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", "1items", "items;drop", 'it"ems', "a.b.c", "public.", ".items", "a" * 64, "it ems", "items--"],
+    ["", "1items", "items;drop", 'it"ems', "a.b.c", "public.", ".items", "a" * 64, "it ems",
+     "items--"],
 )
 def test_invalid_table_names(name: str) -> None:
     with pytest.raises(InvalidName) as caught:

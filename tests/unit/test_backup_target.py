@@ -87,7 +87,8 @@ def test_postgres_without_database_rejected() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "label"), [("shop", "shop"), ("my db.v2", "my_db_v2"), ("...", "db"), ("x" * 80, "x" * 63)]
+    ("value", "label"),
+    [("shop", "shop"), ("my db.v2", "my_db_v2"), ("...", "db"), ("x" * 80, "x" * 63)],
 )
 def test_file_label(value: str, label: str) -> None:
     assert file_label(value) == label
