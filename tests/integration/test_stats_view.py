@@ -577,3 +577,60 @@ async def test_rebuild_equals_live_view(stats_runtime_any_db):
     assert live[0][0]["total"] == 8
     assert replayed[0] == live[0]
     assert replayed[1] == live[1]
+
+
+async def test_rebuild_during_live_traffic(stats_runtime):
+    runtime = stats_runtime
+    bus = Bus(runtime)
+
+    async def publish_plans(first: int, count: int) -> None:
+        for index in range(first, first + count):
+            plan = await bus.created(created_at=BASE_TIME + timedelta(minutes=index), publish_it=False)
+            await bus.send(f"rollback.plan.{plan.environment}.{plan.service}", plan)
+            await bus.finished(plan, ("completed", "failed")[index % 2], plan.created_at, 3 + index)
+
+    await publish_plans(0, 10)
+    await wait_applied(runtime, bus.published)
+    async with client(runtime, OPERATOR) as http:
+        rebuilding = asyncio.create_task(http.post(f"{STATS}/rebuild"))
+        await publish_plans(10, 10)
+        response = await rebuilding
+    await wait_applied(runtime, bus.published)
+    async with client(runtime) as http:
+        live = (await http.get(STATS)).json()
+    async with client(runtime, OPERATOR) as http:
+        again = await http.post(f"{STATS}/rebuild")
+    async with client(runtime) as http:
+        replayed = (await http.get(STATS)).json()
+    assert response.status_code == 200
+    assert again.json()["applied"] == bus.published
+    assert live["total"] == 20
+    assert live["completed"] == 10
+    assert replayed == live
+
+
+@pytest.mark.postgres
+async def test_two_replicas_share_the_events(nats_server, make_settings, postgres_url):
+    settings = make_settings(nats_url=nats_server.url, database_url=postgres_url)
+    async with Runtime(settings, ["stats"]) as first, Runtime(settings, ["stats"]) as second:
+        bus = Bus(first)
+        for index in range(15):
+            plan = await bus.created(
+                trigger=("error_rate", "latency", "timeout")[index % 3],
+                created_at=BASE_TIME + timedelta(hours=index), publish_it=False,
+            )
+            await bus.run(plan, "completed", 2 + index % 4)
+        await wait_applied(first, bus.published)
+        async with client(second) as http:
+            live = (await http.get(STATS)).json()
+            listed = (await http.get("/api/admin/rollbacks", params={"steps": "true"})).json()
+        async with client(first, OPERATOR) as http:
+            await http.post(f"{STATS}/rebuild")
+        async with client(second) as http:
+            replayed = (await http.get(STATS)).json()
+    assert live["total"] == 15
+    assert live["completed"] == 15
+    assert live["triggerBreakdown"] == {"error_rate": 5, "latency": 5, "timeout": 5}
+    assert live["avgDurationMs"] == 3400.0
+    assert {len(item["steps"]) for item in listed["items"]} == {len(STEP_NAMES)}
+    assert replayed == live
