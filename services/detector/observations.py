@@ -61,6 +61,10 @@ _NUMBER = (int, float)
 _OPTIONAL_BOOL = (bool, type(None))
 _OBSERVATION = TypeAdapter(Observation)
 _MIN_TIMESTAMP_LENGTH = len("2026-12-04T10:00:00Z")
+# Envelopes (service, environment, version) already validated, so a message of a known
+# producer skips the three regular expressions; cleared when it reaches the limit.
+MAX_CACHED_NAMES = 10_000
+_VALID_NAMES: set[tuple[object, object, object]] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,10 +182,15 @@ def _read_envelope(
                       "environment, version and observations")
         )
         return None
-    error = _envelope_error(document)
-    if error is not None:
-        parsed.rejections.append(error)
-        return None
+    names = (document.get("service"), document.get("environment"), document.get("version"))
+    if names not in _VALID_NAMES or "schema_version" in document or "event_id" in document:
+        error = _envelope_error(document)
+        if error is not None:
+            parsed.rejections.append(error)
+            return None
+        if len(_VALID_NAMES) >= MAX_CACHED_NAMES:
+            _VALID_NAMES.clear()
+        _VALID_NAMES.add(names)
     parsed.environment = document["environment"]
     parsed.service = document["service"]
     parsed.version = document["version"]

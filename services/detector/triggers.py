@@ -171,33 +171,49 @@ class Detector:
     def _evaluate_requests(self, window: Window, sequence: int, out: list[Decision]) -> None:
         requests = window.requests
         limits = window.thresholds
+        outcomes = self.outcomes
+        last = window.last_outcomes
         if requests.count < limits.min_samples:
             for trigger in REQUEST_TRIGGERS:
-                self._record(window, trigger, NO_DATA)
+                outcomes[trigger, NO_DATA] += 1
+                last[trigger] = NO_DATA
             return
+        # Decide with running counts; build the explanation only when the state changes.
+        for trigger, breached in (
+            ("error_rate", requests.error_rate > limits.error_rate),
+            ("latency", requests.p95_exceeds_threshold),
+            ("timeout", requests.timeout_rate > limits.timeout_rate),
+        ):
+            outcome = BREACH if breached else PASS
+            outcomes[trigger, outcome] += 1
+            last[trigger] = outcome
+            if breached != (trigger in window.fired):
+                self._request_transition(window, trigger, breached, sequence, out)
+
+    def _request_transition(
+        self, window: Window, trigger: str, breached: bool, sequence: int, out: list[Decision]
+    ) -> None:
+        requests = window.requests
+        limits = window.thresholds
         count = requests.count
-        self._decide(
-            window, "error_rate", requests.error_rate > limits.error_rate,
-            measure=lambda: requests.error_rate, threshold=limits.error_rate, samples=count,
-            sequence=sequence, out=out,
-            describe=lambda value: f"{requests.errors} of {count} requests failed "
-                                   f"({value:.3f} > {limits.error_rate:.3f})",
-        )
-        self._decide(
-            window, "latency", requests.p95_exceeds_threshold,
-            measure=requests.p95, threshold=limits.latency_ms, samples=count,
-            sequence=sequence, out=out,
-            describe=lambda value: f"P95 latency (nearest rank) of {count} requests is "
-                                   f"{value:.1f} ms > {limits.latency_ms:.1f} ms",
-        )
-        self._decide(
-            window, "timeout", requests.timeout_rate > limits.timeout_rate,
-            measure=lambda: requests.timeout_rate, threshold=limits.timeout_rate, samples=count,
-            sequence=sequence, out=out,
-            describe=lambda value: f"{requests.timeouts} of {count} requests timed out at or "
-                                   f"past {limits.timeout_ms:.0f} ms or were flagged "
-                                   f"(share {value:.3f} > {limits.timeout_rate:.3f})",
-        )
+        if trigger == "error_rate":
+            measure, threshold = (lambda: requests.error_rate), limits.error_rate
+            describe = lambda value: (  # noqa: E731 - a short explanation, built only here
+                f"{requests.errors} of {count} requests failed "
+                f"({value:.3f} > {limits.error_rate:.3f})")
+        elif trigger == "latency":
+            measure, threshold = requests.p95, limits.latency_ms
+            describe = lambda value: (  # noqa: E731
+                f"P95 latency (nearest rank) of {count} requests is "
+                f"{value:.1f} ms > {limits.latency_ms:.1f} ms")
+        else:
+            measure, threshold = (lambda: requests.timeout_rate), limits.timeout_rate
+            describe = lambda value: (  # noqa: E731
+                f"{requests.timeouts} of {count} requests timed out at or past "
+                f"{limits.timeout_ms:.0f} ms or were flagged "
+                f"(share {value:.3f} > {limits.timeout_rate:.3f})")
+        self._decide(window, trigger, breached, measure=measure, threshold=threshold,
+                     samples=count, sequence=sequence, out=out, describe=describe, record=False)
 
     def _evaluate_health(self, window: Window, check: str, sequence: int, out: list[Decision]) -> None:
         failures = window.health.failures[check]
@@ -239,13 +255,15 @@ class Detector:
         out: list[Decision],
         describe: Callable[[float], str],
         check: str | None = None,
+        record: bool = True,
     ) -> None:
         """Record the outcome; on entering breach or passing again, append a decision.
 
         ``measure`` runs only when the trigger fires, because the P95 sorts the window.
         """
         state_key = f"{trigger}:{check}" if check is not None else trigger
-        self._record(window, trigger, BREACH if breached else PASS, state_key)
+        if record:
+            self._record(window, trigger, BREACH if breached else PASS, state_key)
         if breached == (state_key in window.fired):
             return
         if breached:

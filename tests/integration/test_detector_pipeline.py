@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 from services.runner import Runtime
 from shared.bus import DEAD_LETTER_STREAM, HEADER_ERROR, ROLLBACK_STREAM
 from shared.contracts import BreachDetected
+from shared.reporter import HttpTransport, MetricsReporter, NatsTransport
 from tests.conftest import PRODUCER, VIEWER
 
 pytestmark = pytest.mark.nats
@@ -342,3 +343,34 @@ async def test_grafana_alert_uses_configured_labels(start_detector):
     assert len(breaches) == 1
     assert (breaches[0].environment, breaches[0].service) == ("staging", "search")
     assert breaches[0].measured == 7300.5
+
+
+async def test_reporter_over_nats_feeds_the_detector(start_detector, nats_server):
+    harness = await start_detector()
+    transport = await NatsTransport.connect(nats_server.url)
+    sdk = MetricsReporter(transport, service="checkout", environment="production", version="v3",
+                          flush_interval=0.05)
+    async with sdk:
+        for index in range(20):
+            sdk.report_request(30.0, status=500 if index < 3 else 200)
+    assert sdk.stats.published == 20
+    last = (await harness.js.stream_info("TRAVI_METRICS")).state.last_seq
+    await harness.applied(last)
+    breaches = await harness.breaches()
+    assert [(b.trigger, b.version, b.samples) for b in breaches] == [("error_rate", "v3", 20)]
+
+
+async def test_reporter_over_http_feeds_the_detector(start_detector):
+    harness = await start_detector()
+    transport = HttpTransport(harness.runtime.base_url, "producer-token")
+    sdk = MetricsReporter(transport, service="checkout", environment="production", version="v4")
+    async with sdk:
+        sdk.report_request(12.0, status=200)
+        sdk.report_health_check("http", True)
+    assert sdk.stats.published == 2
+    assert sdk.stats.failed == 0
+    last = (await harness.js.stream_info("TRAVI_METRICS")).state.last_seq
+    await harness.applied(last)
+    window = harness.consumer.detector.windows["production", "checkout", "v4"]
+    assert window.requests.count == 1
+    assert window.health.failures == {"http": 0}
