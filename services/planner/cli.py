@@ -27,6 +27,25 @@ def _client() -> ApiClient:
     return ApiClient(settings)
 
 
+def describe_validation_errors(detail: list[Any]) -> str:
+    """Return FastAPI's list of validation errors as one line naming each field."""
+    parts = []
+    for item in detail:
+        location = [str(part) for part in item.get("loc", []) if part != "body"]
+        parts.append(f"{'.'.join(location) or 'body'}: {item.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+def post(client: ApiClient, path: str, **kwargs: Any) -> Any:
+    """POST ``path``; a validation error becomes one readable line."""
+    try:
+        return client.post(path, **kwargs)
+    except ApiError as exc:
+        if isinstance(exc.detail, list):
+            raise ApiError(exc.status, describe_validation_errors(exc.detail)) from None
+        raise
+
+
 def print_table(row: dict[str, Any], fields: tuple[str, ...]) -> None:
     """Print one record as aligned ``name  value`` lines."""
     width = max(len(name) for name in fields)
@@ -50,11 +69,11 @@ def describe_step(step: dict[str, Any]) -> str:
 def watch_plan(client: ApiClient, plan_id: str, *, interval: float, timeout: float) -> str:
     """Print each step change of a plan until it is final; return its final status.
 
-    The plan view comes from the stats service, which builds it from events, so it can answer
-    404 for a moment after the plan is created; that is waited out like any other poll.
+    The plan view comes from the stats service, which builds it from events, so it can return
+    404 for a moment after the plan is created. A 404 is polled again like any other response.
     """
     deadline = time.monotonic() + timeout
-    shown: dict[tuple[str, int], str] = {}
+    printed_steps: dict[tuple[str, int], str] = {}
     status = None
     while time.monotonic() < deadline:
         try:
@@ -66,8 +85,8 @@ def watch_plan(client: ApiClient, plan_id: str, *, interval: float, timeout: flo
         if plan is not None:
             for step in plan.get("steps") or []:
                 key = (str(step.get("name")), int(step.get("attempt") or 1))
-                if shown.get(key) != step.get("status"):
-                    shown[key] = str(step.get("status"))
+                if printed_steps.get(key) != step.get("status"):
+                    printed_steps[key] = str(step.get("status"))
                     typer.echo(describe_step(step))
             if plan.get("status") != status:
                 status = plan.get("status")
@@ -104,7 +123,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         body: dict[str, Any] = {"service": service, "environment": env, "version": version, "status": status}
         if actor:
             body["actor"] = actor
-        result = _client().post("/api/admin/deployments", json=body)
+        result = post(_client(), "/api/admin/deployments", json=body)
         typer.echo(
             f"Recorded {result['service']} {result['version']} in {result['environment']}: "
             f"{result['status']} (event {result['eventId']})."
@@ -131,7 +150,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         }
         if from_version:
             body["fromVersion"] = from_version
-        plan = _client().post("/api/admin/rollbacks", json=body)
+        plan = post(_client(), "/api/admin/rollbacks", json=body)
         print_table(plan, PLAN_FIELDS)
 
     @rollback.command("execute")
@@ -143,7 +162,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     ) -> None:
         """Run a pending plan."""
         client = _client()
-        plan = client.post(f"/api/admin/rollbacks/{plan_id}/execute")
+        plan = post(client, f"/api/admin/rollbacks/{plan_id}/execute")
         typer.echo(f"Plan {plan['id']} is {plan['status']}: {plan['fromVersion']} -> {plan['toVersion']}.")
         if watch:
             final = watch_plan(client, plan["id"], interval=interval, timeout=timeout)
@@ -156,5 +175,5 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         reason: str = typer.Option("", "--reason", help="Why the plan is cancelled."),
     ) -> None:
         """Cancel a pending or running plan; traffic that was paused is resumed."""
-        plan = _client().post(f"/api/admin/rollbacks/{plan_id}/cancel", json={"reason": reason})
+        plan = post(_client(), f"/api/admin/rollbacks/{plan_id}/cancel", json={"reason": reason})
         typer.echo(f"Cancel requested for plan {plan['id']} ({plan['status']}).")

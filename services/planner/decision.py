@@ -1,4 +1,4 @@
-"""What the planner does with a breach: start a plan, suppress it, or ignore it as stale.
+"""The breach decision: start a plan, suppress the breach, or ignore it as stale.
 
 The checks run in this order, and the first that applies wins:
 
@@ -10,12 +10,14 @@ The checks run in this order, and the first that applies wins:
 6. Otherwise a plan starts from the breaching version to the target.
 
 A plan sets the trigger's cooldown, and so do the two suppressions that need manual action
-(``no_target`` and ``loop_guard``), so people are told once per cooldown rather than on every
-breach. ``in_progress`` and ``cooldown`` suppressions set no cooldown: the state that caused
+(``no_target`` and ``loop_guard``), so people get one notification per cooldown rather than
+one per breach. ``in_progress`` and ``cooldown`` suppressions set no cooldown: the state that caused
 them already limits how often the trigger acts, and extending a cooldown on every suppressed
 breach would keep a service that breaches continuously in cooldown forever.
 
-This module does no I/O.
+Cooldowns and the loop guard are judged at the planner's clock when it handles the breach,
+not at the breach's ``detected_at``, so a late or redelivered breach cannot reach back into a
+time before a cooldown was set. This module does no I/O.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ LOOP_GUARD_WINDOW = timedelta(hours=1)
 
 @dataclass(frozen=True)
 class BreachContext:
-    """What the database stores about one service and environment when a breach arrives."""
+    """The stored state of one service and environment that a breach decision reads."""
 
     active_plan_id: str | None
     cooldown_until: datetime | None

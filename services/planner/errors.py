@@ -19,8 +19,8 @@ class RollbackRejected(PlannerError):
         self.value = value
         self.hint = hint
         self.status_code = status_code
-        shown = "" if value is None else f" {value!r}"
-        super().__init__(f"rejected {field}{shown}: {hint}")
+        value_text = "" if value is None else f" {value!r}"
+        super().__init__(f"rejected {field}{value_text}: {hint}")
 
 
 class PlanNotFound(PlannerError, NotFound):

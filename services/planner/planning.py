@@ -109,8 +109,8 @@ class Planner:
                 except IntegrityError:
                     if attempt == BREACH_ATTEMPTS:
                         raise
-                    # Another replica stored a plan or this breach first; the next attempt
-                    # sees its row and decides again.
+                    # Another replica stored a plan or this breach first, so the next attempt
+                    # reads that row and decides again.
                     logger.info("Lost a race on breach %s; deciding again.", breach.event_id)
             await self.publish_outbox(source_id=str(breach.event_id), strict=True)
 
@@ -139,26 +139,10 @@ class Planner:
     async def _start_automatic_plan(
         self, session: AsyncSession, breach: BreachDetected, decision: StartPlan, now: datetime
     ) -> None:
-        plan = Plan(
-            id=str(events.derived_id(breach.event_id, "plan")),
-            environment=breach.environment,
-            service=breach.service,
-            from_version=decision.from_version,
-            to_version=decision.to_version,
-            # The execute command goes into the same outbox, so the plan is in progress as
-            # soon as it is stored.
-            status="in_progress",
-            trigger=breach.trigger,
-            trigger_type="automatic",
-            actor=SYSTEM_ACTOR,
-            reason=f"{breach.trigger} {breach.measured:g} breached threshold {breach.threshold:g}",
-            forced=False,
-            breach_json=breach.model_dump_json(),
-            created_at=now,
-            started_at=now,
-        )
+        plan = _automatic_plan(breach, decision, now)
         session.add(plan)
         await session.flush()
+
         await repository.mark_bad(
             session, plan.environment, plan.service, decision.from_version, plan.id, now
         )
@@ -172,11 +156,13 @@ class Planner:
             cause="plan",
             plan_id=plan.id,
         )
+
         source = str(breach.event_id)
         plan_subject = subject("rollback.plan", plan.environment, plan.service)
         await repository.add_outbox(session, source, plan_subject, events.plan_created(plan), now)
         command = events.execute_plan(plan, SYSTEM_ACTOR, now)
         await repository.add_outbox(session, source, EXECUTE_SUBJECT, command, now)
+
         BREACH_DECISIONS.labels(decision="plan").inc()
         logger.info(
             "Created automatic plan %s from %s to %s after a %s breach.",
@@ -343,9 +329,10 @@ class Planner:
                 ) from exc
             plan_subject = subject("rollback.plan", plan.environment, plan.service)
             await repository.add_outbox(session, plan.id, plan_subject, events.plan_created(plan), now)
-        logger.info(
-            "Created manual plan %s from %s to %s for %s.", plan.id, current, plan.to_version, actor
-        )
+        with bind(plan_id=plan.id, environment=plan.environment, service=plan.service):
+            logger.info(
+                "Created manual plan %s from %s to %s for %s.", plan.id, current, plan.to_version, actor
+            )
         await self.publish_outbox(source_id=plan.id)
         return plan
 
@@ -386,7 +373,8 @@ class Planner:
             await session.flush()
             command = events.execute_plan(plan, actor, now)
             await repository.add_outbox(session, plan.id, EXECUTE_SUBJECT, command, now)
-        logger.info("Sent the execute command of plan %s for %s.", plan.id, actor)
+        with bind(plan_id=plan.id, environment=plan.environment, service=plan.service):
+            logger.info("Sent the execute command of plan %s for %s.", plan.id, actor)
         await self.publish_outbox(source_id=plan.id)
         return plan
 
@@ -404,7 +392,8 @@ class Planner:
                 await session.flush()
                 command = events.cancel_plan(plan, actor, reason, now)
                 await repository.add_outbox(session, plan.id, CANCEL_SUBJECT, command, now)
-        logger.info("Sent the cancel command of plan %s for %s.", plan.id, actor)
+        with bind(plan_id=plan.id, environment=plan.environment, service=plan.service):
+            logger.info("Sent the cancel command of plan %s for %s.", plan.id, actor)
         await self.publish_outbox(source_id=plan.id)
         return plan
 
@@ -463,3 +452,25 @@ class Planner:
         async with self.db.sessions() as session, session.begin():
             for outbox_id in outbox_ids:
                 await repository.mark_published(session, outbox_id, now)
+
+
+def _automatic_plan(breach: BreachDetected, decision: StartPlan, now: datetime) -> Plan:
+    """Build the plan row of a breach; its id derives from the breach, so a repeat collides."""
+    return Plan(
+        id=str(events.derived_id(breach.event_id, "plan")),
+        environment=breach.environment,
+        service=breach.service,
+        from_version=decision.from_version,
+        to_version=decision.to_version,
+        # The execute command goes into the same outbox, so the plan is in progress as soon
+        # as it is stored.
+        status="in_progress",
+        trigger=breach.trigger,
+        trigger_type="automatic",
+        actor=SYSTEM_ACTOR,
+        reason=f"{breach.trigger} {breach.measured:g} breached threshold {breach.threshold:g}",
+        forced=False,
+        breach_json=breach.model_dump_json(),
+        created_at=now,
+        started_at=now,
+    )

@@ -46,7 +46,7 @@ async def add_inbox_entry(session: AsyncSession, event_id: UUID, subject: str, n
 
 
 async def is_handled(session: AsyncSession, event_id: UUID) -> bool:
-    """Whether ``event_id`` is in the inbox."""
+    """Return whether ``event_id`` is in the inbox."""
     return await session.get(InboxEntry, str(event_id)) is not None
 
 

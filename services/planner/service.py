@@ -20,8 +20,8 @@ from shared.service import Service, ServiceContext
 logger = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-# Age after which the relay publishes an outbox event that its own request has not published;
-# younger events are most likely being published by that request right now.
+# Age after which the relay publishes an outbox event that its own request left unpublished.
+# A younger event is most likely being published by that request at this moment.
 RELAY_MIN_AGE = timedelta(seconds=5)
 
 

@@ -1,7 +1,7 @@
 """Bus consumers of the planner: breaches, deployment records and plan outcomes.
 
-Each consumer is durable and shared by every planner replica, so a message is handled by one
-of them; all three are idempotent on ``event_id`` through the planner's inbox table.
+Each consumer is durable and shared by every planner replica, so one of them handles each
+message. All three are idempotent on ``event_id`` through the planner's inbox table.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Which version a rollback goes back to, and whether an operator's choice is allowed.
+"""Target selection of rollbacks, and the checks of an operator's chosen target.
 
 Versions are ordered by their first appearance in the deployment history (the earliest
 ``deployed_at`` of any record of that version, ties broken by the order of storage). A later

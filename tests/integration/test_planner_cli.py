@@ -34,7 +34,7 @@ def cli_env(base_url: str, state_dir: Path, token: str | None = "operator-token"
 
 
 async def invoke(args: list[str], env: dict[str, str]):
-    """Run a command in a thread, so the HTTP server in this event loop can answer it."""
+    """Run a command in a thread, so the HTTP server in this event loop can serve its requests."""
     result = await asyncio.to_thread(CliRunner().invoke, app, args, env=env)
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
@@ -115,10 +115,13 @@ async def test_cli_errors_are_one_line(nats_server, sqlite_url, make_settings, t
     async with Runtime(settings, ["planner"]) as runtime:
         env = cli_env(runtime.base_url, tmp_path / "cli")
         await invoke(["deploy", "record", "--service", SVC, "--env", ENV, "--version", "v1"], env)
-        rejected = await run_travi(["rollback", "create", "--service", SVC, "--env", ENV,
-                                    "--to", "v1"], env)
-        no_token = await run_travi(["rollback", "cancel", "7f1c0f7e-8a43-4a5e-9d55-3f4b7a3c2d10"],
-                                   cli_env(runtime.base_url, tmp_path / "empty", token=None))
+        rejected, invalid, no_token = await asyncio.gather(
+            run_travi(["rollback", "create", "--service", SVC, "--env", ENV, "--to", "v1"], env),
+            run_travi(["deploy", "record", "--service", "Check Out", "--env", ENV,
+                       "--version", "v2", "--status", "done"], env),
+            run_travi(["rollback", "cancel", "7f1c0f7e-8a43-4a5e-9d55-3f4b7a3c2d10"],
+                      cli_env(runtime.base_url, tmp_path / "empty", token=None)),
+        )
 
     code, _, err = rejected
     assert code == 1
@@ -126,6 +129,11 @@ async def test_cli_errors_are_one_line(nats_server, sqlite_url, make_settings, t
         "Error: HTTP 409: rejected targetVersion 'v1': the target is the current version v1: "
         "choose an earlier version"
     ]
+    code, _, err = invalid
+    assert code == 1
+    [line] = err.strip().splitlines()
+    assert line.startswith("Error: HTTP 422: service: Value error, use 1-63 characters")
+    assert "; status: Input should be 'started', 'succeeded' or 'failed'" in line
     code, _, err = no_token
     assert code == 1
     assert "HTTP 401" in err

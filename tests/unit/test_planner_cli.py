@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import typer
 
-from services.planner.cli import describe_step, watch_plan
+from services.planner.cli import describe_step, describe_validation_errors, watch_plan
 from shared.client import ApiError
 
 PLAN_ID = "7f1c0f7e-8a43-4a5e-9d55-3f4b7a3c2d10"
 
 
 class ScriptedClient:
-    """Answers GET with the next scripted response; an exception in the script is raised."""
+    """Returns the next scripted response to each GET, and raises a scripted exception."""
 
     def __init__(self, *responses: object) -> None:
         self.responses = list(responses)
@@ -90,3 +90,14 @@ def test_watch_raises_other_api_errors():
 
     with pytest.raises(ApiError):
         watch_plan(client, PLAN_ID, interval=0, timeout=30)
+
+
+def test_validation_errors_one_line():
+    detail = [
+        {"loc": ["body", "service"], "msg": "Value error, use lowercase letters"},
+        {"loc": ["body", "status"], "msg": "Input should be 'started', 'succeeded' or 'failed'"},
+    ]
+    assert describe_validation_errors(detail) == (
+        "service: Value error, use lowercase letters; "
+        "status: Input should be 'started', 'succeeded' or 'failed'"
+    )

@@ -1,0 +1,41 @@
+"""The planner's migration matches its models, and downgrades cleanly, on both databases."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect
+
+import services.planner.models  # noqa: F401 - registers the planner's tables on Base.metadata.
+from services.runner import migration_folders
+from shared.db import Base, downgrade, sync_url, upgrade
+
+
+def planner_differences(url: str) -> list:
+    engine = create_engine(sync_url(url))
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    engine.dispose()
+    return [d for d in differences if "planner_" in repr(d)]
+
+
+def planner_tables(url: str) -> set[str]:
+    engine = create_engine(sync_url(url))
+    names = {name for name in inspect(engine).get_table_names() if name.startswith("planner_")}
+    engine.dispose()
+    return names
+
+
+def test_migration_matches_models(database_url):
+    upgrade(database_url, migration_folders(["planner"]))
+
+    assert planner_differences(database_url) == []
+
+
+def test_migration_downgrades(database_url):
+    upgrade(database_url, migration_folders(["planner"]))
+    assert planner_tables(database_url) == {n for n in Base.metadata.tables if n.startswith("planner_")}
+
+    downgrade(database_url, migration_folders(["planner"]), "planner@base")
+
+    assert planner_tables(database_url) == set()
