@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.contracts import STEP_NAMES, PlanCreated, StepName
 from shared.db import Database
 
 from services.executor.errors import LeaseLost
-from services.executor.models import InboxRow, PlanRow, StepRow
+from services.executor.models import PlanRow, StepRow
 
 # A heartbeat this old is stale for any setting; written when an executor hands a plan back.
 RELEASED_HEARTBEAT = datetime(1970, 1, 1, tzinfo=UTC)
@@ -163,8 +163,8 @@ class ExecutorRepository:
         else:
             return "tombstoned"
 
-        async with self.db.sessions.begin() as session:
-            result = await session.execute(
+        async with self.db.engine.begin() as connection:
+            result = await connection.execute(
                 update(PlanRow)
                 .where(
                     PlanRow.plan_id == plan_id,
@@ -172,11 +172,10 @@ class ExecutorRepository:
                     PlanRow.cancel_requested_at.is_(None),
                 )
                 .values(cancel_requested_at=now, cancel_actor=actor, cancel_reason=reason)
-                .execution_options(synchronize_session=False)
             )
             if result.rowcount:
                 return "requested"
-            status = await session.scalar(select(PlanRow.status).where(PlanRow.plan_id == plan_id))
+            status = await connection.scalar(select(PlanRow.status).where(PlanRow.plan_id == plan_id))
         return "requested" if status == "in_progress" else "finished"
 
     async def load(self, plan_id: str) -> PlanState | None:
@@ -222,29 +221,31 @@ class ExecutorRepository:
             },
         )
 
-    async def _fence(self, session: AsyncSession, plan_id: str, lease: int, **values: object) -> None:
-        result = await session.execute(
+    async def _fence(self, connection: AsyncConnection, plan_id: str, lease: int, **values: object) -> None:
+        result = await connection.execute(
             update(PlanRow)
             .where(PlanRow.plan_id == plan_id, PlanRow.lease == lease, PlanRow.status == "in_progress")
             .values(**values)
-            .execution_options(synchronize_session=False)
         )
         if result.rowcount != 1:
             raise LeaseLost(plan_id, lease)
 
-    async def heartbeat(self, plan_id: str, lease: int, now: datetime) -> CancelRequest | None:
-        """Refresh the heartbeat and return the recorded cancel, if any."""
-        async with self.db.sessions.begin() as session:
-            await self._fence(session, plan_id, lease, heartbeat_at=now)
-            row = (
-                await session.execute(
-                    select(PlanRow.cancel_requested_at, PlanRow.cancel_actor, PlanRow.cancel_reason)
-                    .where(PlanRow.plan_id == plan_id)
-                )
-            ).one()
+    async def _cancel(self, connection: AsyncConnection, plan_id: str) -> CancelRequest | None:
+        row = (
+            await connection.execute(
+                select(PlanRow.cancel_requested_at, PlanRow.cancel_actor, PlanRow.cancel_reason)
+                .where(PlanRow.plan_id == plan_id)
+            )
+        ).one()
         if row.cancel_requested_at is None:
             return None
         return CancelRequest(row.cancel_actor or "unknown", row.cancel_reason or "")
+
+    async def heartbeat(self, plan_id: str, lease: int, now: datetime) -> CancelRequest | None:
+        """Refresh the heartbeat and return the recorded cancel, if any."""
+        async with self.db.engine.begin() as connection:
+            await self._fence(connection, plan_id, lease, heartbeat_at=now)
+            return await self._cancel(connection, plan_id)
 
     async def step_started(
         self,
@@ -253,14 +254,24 @@ class ExecutorRepository:
         step: StepName,
         attempt: int,
         now: datetime,
-    ) -> None:
-        """Store that ``step`` is running its ``attempt``; pausing traffic marks it paused first."""
+        *,
+        unless_cancelled: bool = False,
+    ) -> CancelRequest | None:
+        """Store that ``step`` is running its ``attempt``; pausing traffic marks it paused first.
+
+        With ``unless_cancelled``, a recorded cancel is returned instead and the step is left
+        as it was, in the same transaction.
+        """
         plan_values: dict[str, object] = {"heartbeat_at": now}
-        if step == "pause_traffic":
-            plan_values["traffic_paused"] = True
-        async with self.db.sessions.begin() as session:
-            await self._fence(session, plan_id, lease, **plan_values)
-            await session.execute(
+        async with self.db.engine.begin() as connection:
+            await self._fence(connection, plan_id, lease, **plan_values)
+            if unless_cancelled:
+                request = await self._cancel(connection, plan_id)
+                if request is not None:
+                    return request
+            if step == "pause_traffic":
+                await self._fence(connection, plan_id, lease, traffic_paused=True)
+            await connection.execute(
                 update(StepRow)
                 .where(StepRow.plan_id == plan_id, StepRow.name == step)
                 .values(
@@ -271,13 +282,13 @@ class ExecutorRepository:
                     duration_ms=None,
                     error=None,
                 )
-                .execution_options(synchronize_session=False)
             )
+        return None
 
     async def switch_started(self, plan_id: str, lease: int, now: datetime) -> None:
         """Store that the driver's switch is about to be called (read again at a takeover)."""
-        async with self.db.sessions.begin() as session:
-            await self._fence(session, plan_id, lease, switch_started_at=now, heartbeat_at=now)
+        async with self.db.engine.begin() as connection:
+            await self._fence(connection, plan_id, lease, switch_started_at=now, heartbeat_at=now)
 
     async def step_finished(
         self,
@@ -294,13 +305,12 @@ class ExecutorRepository:
         plan_values: dict[str, object] = {"heartbeat_at": now}
         if step == "resume_traffic" and status == "succeeded":
             plan_values["traffic_paused"] = False
-        async with self.db.sessions.begin() as session:
-            await self._fence(session, plan_id, lease, **plan_values)
-            await session.execute(
+        async with self.db.engine.begin() as connection:
+            await self._fence(connection, plan_id, lease, **plan_values)
+            await connection.execute(
                 update(StepRow)
                 .where(StepRow.plan_id == plan_id, StepRow.name == step)
                 .values(status=status, finished_at=now, duration_ms=duration_ms, error=error)
-                .execution_options(synchronize_session=False)
             )
 
     async def skip_steps(
@@ -309,13 +319,12 @@ class ExecutorRepository:
         """Mark steps that will not run as skipped, with the reason."""
         if not steps:
             return
-        async with self.db.sessions.begin() as session:
-            await self._fence(session, plan_id, lease, heartbeat_at=now)
-            await session.execute(
+        async with self.db.engine.begin() as connection:
+            await self._fence(connection, plan_id, lease, heartbeat_at=now)
+            await connection.execute(
                 update(StepRow)
                 .where(StepRow.plan_id == plan_id, StepRow.name.in_(steps))
                 .values(status="skipped", finished_at=now, error=reason)
-                .execution_options(synchronize_session=False)
             )
 
     async def record_outcome(
@@ -329,9 +338,9 @@ class ExecutorRepository:
         now: datetime,
     ) -> None:
         """Store the plan's outcome before it is published, so a takeover publishes the same."""
-        async with self.db.sessions.begin() as session:
+        async with self.db.engine.begin() as connection:
             await self._fence(
-                session,
+                connection,
                 plan_id,
                 lease,
                 outcome=outcome,
@@ -343,17 +352,17 @@ class ExecutorRepository:
 
     async def append_error(self, plan_id: str, lease: int, error: str, now: datetime) -> None:
         """Replace the stored outcome error (a compensation that failed adds to it)."""
-        async with self.db.sessions.begin() as session:
-            await self._fence(session, plan_id, lease, error=error, heartbeat_at=now)
+        async with self.db.engine.begin() as connection:
+            await self._fence(connection, plan_id, lease, error=error, heartbeat_at=now)
 
     async def finish(
         self, plan_id: str, lease: int, *, outcome: str, watch_until: datetime | None, published: bool
     ) -> None:
         """Close the plan: its status becomes its outcome; ``published`` tells whether the
         notify step sent it (when not, the sweeper publishes it later)."""
-        async with self.db.sessions.begin() as session:
+        async with self.db.engine.begin() as connection:
             await self._fence(
-                session,
+                connection,
                 plan_id,
                 lease,
                 status=outcome,
@@ -363,13 +372,13 @@ class ExecutorRepository:
 
     async def release(self, plan_id: str, lease: int) -> None:
         """Hand a plan back at shutdown so that the next sweep of any executor takes it over."""
-        async with self.db.sessions.begin() as session:
-            await self._fence(session, plan_id, lease, heartbeat_at=RELEASED_HEARTBEAT)
+        async with self.db.engine.begin() as connection:
+            await self._fence(connection, plan_id, lease, heartbeat_at=RELEASED_HEARTBEAT)
 
     async def stale_plans(self, cutoff: datetime, limit: int = 50) -> list[tuple[str, int]]:
         """Return (plan id, lease) of plans in progress whose heartbeat is older than ``cutoff``."""
-        async with self.db.sessions() as session:
-            rows = await session.execute(
+        async with self.db.engine.connect() as connection:
+            rows = await connection.execute(
                 select(PlanRow.plan_id, PlanRow.lease)
                 .where(PlanRow.status == "in_progress", PlanRow.heartbeat_at < cutoff)
                 .order_by(PlanRow.heartbeat_at)
@@ -381,8 +390,8 @@ class ExecutorRepository:
         self, plan_id: str, lease: int, *, owner: str, now: datetime, cutoff: datetime
     ) -> bool:
         """Take a stale plan over; exactly one of several executors racing for it wins."""
-        async with self.db.sessions.begin() as session:
-            result = await session.execute(
+        async with self.db.engine.begin() as connection:
+            result = await connection.execute(
                 update(PlanRow)
                 .where(
                     PlanRow.plan_id == plan_id,
@@ -396,7 +405,6 @@ class ExecutorRepository:
                     takeovers=PlanRow.takeovers + 1,
                     heartbeat_at=now,
                 )
-                .execution_options(synchronize_session=False)
             )
         return result.rowcount == 1
 
@@ -416,12 +424,11 @@ class ExecutorRepository:
 
     async def mark_published(self, plan_id: str) -> None:
         """Record that a finished plan's outcome is on the bus."""
-        async with self.db.sessions.begin() as session:
-            await session.execute(
+        async with self.db.engine.begin() as connection:
+            await connection.execute(
                 update(PlanRow)
                 .where(PlanRow.plan_id == plan_id)
                 .values(outcome_published=True)
-                .execution_options(synchronize_session=False)
             )
 
     async def watched_plans(
@@ -445,27 +452,9 @@ class ExecutorRepository:
 
     async def mark_escalated(self, plan_id: str, now: datetime) -> None:
         """Record that the plan's watch period raised an escalation."""
-        async with self.db.sessions.begin() as session:
-            await session.execute(
+        async with self.db.engine.begin() as connection:
+            await connection.execute(
                 update(PlanRow)
                 .where(PlanRow.plan_id == plan_id, PlanRow.escalated_at.is_(None))
                 .values(escalated_at=now)
-                .execution_options(synchronize_session=False)
             )
-
-    async def remember_event(self, event_id: str, subject: str, now: datetime) -> bool:
-        """Record a handled event id; False when it was handled before."""
-        try:
-            async with self.db.sessions.begin() as session:
-                session.add(InboxRow(event_id=event_id, subject=subject, handled_at=now))
-        except IntegrityError:
-            return False
-        return True
-
-    async def count_in_progress(self) -> int:
-        """Return how many plans are in progress (for the health of a test or an operator)."""
-        async with self.db.sessions() as session:
-            count = await session.scalar(
-                select(func.count()).select_from(PlanRow).where(PlanRow.status == "in_progress")
-            )
-        return int(count or 0)

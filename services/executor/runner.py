@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from nats.errors import Error as NatsError
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from opentelemetry.trace import Tracer
@@ -162,10 +163,6 @@ class PlanRunner:
                 continue
             if step.status == "failed":
                 return Result("failed", name, step.error)
-            if cancel_interrupts(name):
-                request = await self._cancel_requested()
-                if request is not None:
-                    return Result("cancelled", None, _cancel_message(request))
             if name == "switch_version" and step.status == "running":
                 recovered = await self._recover_switch()
                 if recovered is not None:
@@ -188,13 +185,6 @@ class PlanRunner:
         self.state.steps["validate_target"].status = "failed"
         await self._emit(step_changed(self.plan, "validate_target", "failed", 1, started_at=now, finished_at=now, duration_ms=0.0, error=error))
         return Result("failed", "validate_target", error)
-
-    async def _cancel_requested(self) -> CancelRequest | None:
-        if self.cancel_request is None:
-            request = await self.repo.heartbeat(self.plan_id, self.state.lease, utc_now())
-            if request is not None:
-                self.request_cancel(request)
-        return self.cancel_request
 
     async def _recover_switch(self) -> Result | None:
         """Resume a switch_version found running at a takeover, so it takes effect at most once."""
@@ -250,7 +240,15 @@ class PlanRunner:
         self, name: StepName, attempt: int, action: Callable[[], Awaitable[Any]], policy: StepPolicy
     ) -> str | None:
         started_at = utc_now()
-        await self.repo.step_started(self.plan_id, self.state.lease, name, attempt, started_at)
+        interruptible = cancel_interrupts(name)
+        if interruptible and self.cancel_request is not None:
+            raise PlanCancelled(self.cancel_request.actor, self.cancel_request.reason)
+        request = await self.repo.step_started(
+            self.plan_id, self.state.lease, name, attempt, started_at, unless_cancelled=interruptible
+        )
+        if request is not None:
+            self.request_cancel(request)
+            raise PlanCancelled(request.actor, request.reason)
         step = self.state.steps[name]
         step.status, step.attempt = "running", attempt
         if name == "pause_traffic":
@@ -435,7 +433,10 @@ class PlanRunner:
         PLANS_FINISHED.labels(outcome=self.state.outcome).inc()
 
     async def _publish_outcome(self) -> None:
-        await self.sink.send(*plan_finished(self.state))
+        try:
+            await self.sink.send(*plan_finished(self.state))
+        except (OSError, TimeoutError, NatsError) as exc:
+            raise StepFailed(f"could not publish the outcome: {type(exc).__name__}: {exc}") from exc
 
     async def _emit(self, message: tuple[str, Any]) -> None:
         """Publish a step event; a failure is logged and counted, and the plan goes on."""
@@ -448,7 +449,3 @@ class PlanRunner:
     async def _escalate(self, reason: str, detail: str) -> None:
         ESCALATIONS.labels(reason=reason).inc()
         await self._emit(escalation(self.plan, reason, detail))
-
-
-def _cancel_message(request: CancelRequest) -> str:
-    return str(PlanCancelled(request.actor, request.reason))

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from services.executor.drivers.base import DeploymentDriver, Target, fill, number_option
+from services.executor.drivers.base import DeploymentDriver, Target, fill, http_client, number_option
 from services.executor.errors import ConfigurationError, StepFailed
 
 # Method and path of each call; "{service}" and the other placeholders are URL-quoted.
@@ -65,7 +65,7 @@ class HttpDriver(DeploymentDriver):
             "version": target.to_version,
             "from_version": target.from_version,
         }
-        async with httpx.AsyncClient(timeout=self.timeout, headers=self.headers) as client:
+        async with http_client(self.timeout, self.headers) as client:
             try:
                 if method.upper() == "GET":
                     response = await client.get(url)

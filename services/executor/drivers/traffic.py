@@ -12,6 +12,7 @@ from services.executor.drivers.base import (
     TrafficControl,
     argv_option,
     fill,
+    http_client,
     number_option,
     probe_http,
     run_command,
@@ -81,7 +82,7 @@ class HttpTraffic(TrafficControl):
         self.drain_seconds = _drain_seconds(options, where)
 
     async def _call(self, method: str, path: str, target: Target) -> httpx.Response:
-        async with httpx.AsyncClient(timeout=self.timeout, headers=self.headers) as client:
+        async with http_client(self.timeout, self.headers) as client:
             return await probe_http(client, self.base_url + fill(path, target, for_url=True), method=method)
 
     async def pause(self, target: Target) -> None:
