@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from shared.backup.errors import DatabaseAccessError, TableNotFoundError, UnsafeRestoreError
@@ -62,7 +63,7 @@ class SqliteBackend:
         with self._open(str(output)) as destination:
             if table is None:
                 with self._open(_read_only_uri(self.path)) as source:
-                    source.backup(destination)
+                    source.backup(destination, progress=self._deadline("backup"))
             else:
                 _copy_table(destination, _read_only_uri(self.path), table)
             # A copy of a WAL database is in WAL mode too, and opening such a file may write
@@ -77,7 +78,7 @@ class SqliteBackend:
         the old database or the restored one.
         """
         with self._open(_immutable_uri(path)) as source, self._open(str(self.path)) as destination:
-            source.backup(destination)
+            source.backup(destination, progress=self._deadline("restore"))
 
     def restore_table(self, path: Path, table: str) -> None:
         """Replace every row of ``table`` with its rows in the backup at ``path``, atomically.
@@ -111,6 +112,24 @@ class SqliteBackend:
             connection.execute("COMMIT")
             connection.execute("DETACH DATABASE backup")
 
+    def _deadline(self, operation: str) -> Callable[[int, int, int], None]:
+        """Return a progress callback that stops a backup API copy after ``timeout_seconds``.
+
+        Python's ``Connection.backup`` retries a locked database without end, calling the
+        callback after every attempt, so this callback is what bounds the wait.
+        """
+        deadline = time.monotonic() + self.timeout_seconds
+
+        def check(_status: int, _remaining: int, _total: int) -> None:
+            if time.monotonic() > deadline:
+                raise DatabaseAccessError(
+                    f"SQLite {operation} of {self.target.description} timed out after "
+                    f"{self.timeout_seconds:g} s waiting for a lock held by another connection; "
+                    "retry when the application is idle, or raise TRAVI_BACKUP__TIMEOUT_SECONDS"
+                )
+
+        return check
+
     @contextlib.contextmanager
     def _open(self, database: str) -> Iterator[sqlite3.Connection]:
         """Open ``database`` (a path or a ``file:`` URI) in autocommit mode, then close it."""
@@ -123,9 +142,13 @@ class SqliteBackend:
         try:
             yield connection
         except sqlite3.Error as exc:
+            hint = "the database file was not changed"
+            if "locked" in str(exc) or "busy" in str(exc):
+                hint += (
+                    "; retry when the application is idle, or raise TRAVI_BACKUP__TIMEOUT_SECONDS"
+                )
             raise DatabaseAccessError(
-                f"SQLite operation on {self.target.description} failed: {exc}; "
-                "the database file was not changed"
+                f"SQLite operation on {self.target.description} failed: {exc}; {hint}"
             ) from exc
         finally:
             connection.close()

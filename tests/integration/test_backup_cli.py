@@ -15,15 +15,26 @@ from tests.integration.test_backup_restore import ITEMS, OTHERS, create_tables, 
 runner = CliRunner()
 
 
-@pytest.fixture
-def configured(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A filled database named by TRAVI_BACKUP__DATABASE_URL, backups in the state folder."""
-    create_tables(database_url)
+def configure(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Fill the database at ``url`` and name it in TRAVI_BACKUP__DATABASE_URL."""
+    create_tables(url)
     for name in [name for name in os.environ if name.startswith("TRAVI_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("TRAVI_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("TRAVI_BACKUP__DATABASE_URL", database_url)
-    return database_url
+    monkeypatch.setenv("TRAVI_BACKUP__DATABASE_URL", url)
+    return url
+
+
+@pytest.fixture
+def configured(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A filled SQLite, then PostgreSQL, database configured for the commands."""
+    return configure(database_url, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def configured_sqlite(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A filled SQLite database configured for the commands."""
+    return configure(sqlite_url, tmp_path, monkeypatch)
 
 
 def backup_dir(tmp_path: Path) -> Path:
@@ -109,7 +120,7 @@ def test_retention_reported(configured: str, monkeypatch: pytest.MonkeyPatch) ->
         (["db", "backup", "--table", "items", "list"], "--table applies to a backup"),
     ],
 )
-def test_errors_are_one_line(configured: str, arguments: list[str], message: str) -> None:
+def test_errors_are_one_line(configured_sqlite: str, arguments: list[str], message: str) -> None:
     result = runner.invoke(app, arguments)
     assert result.exit_code in (1, 2)
     assert message in result.stderr

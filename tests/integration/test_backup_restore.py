@@ -451,3 +451,21 @@ def test_postgres_schema_qualified_table(postgres_url: str, backups: Path) -> No
     assert backup.name.endswith("-archive_items.dump")
     assert rows(postgres_url, "archive.items") == [(1, "archived")]
     assert rows(postgres_url, "items") == ITEMS
+
+
+def test_sqlite_restore_times_out_on_lock(tmp_path: Path, backups: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    create_tables(url)
+    backup = create_backup(url, backups)
+    with connect(url) as writer:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("DELETE FROM other")
+        with pytest.raises(DatabaseAccessError, match="timed out after 0.5 s"):
+            restore_backup(url, backups, name=backup.name, force=True, timeout_seconds=0.5)
+        with pytest.raises(DatabaseAccessError, match="database is locked"):
+            restore_backup(
+                url, backups, name=backup.name, table="items", force=True, timeout_seconds=0.5
+            )
+        writer.execute("ROLLBACK")
+    assert rows(url, "other") == OTHERS
+    assert rows(url, "items") == ITEMS
