@@ -127,7 +127,7 @@ class SlackChannel:
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
-    """Return the webhook signature: ``sha256=`` and the hex HMAC-SHA256 of ``<timestamp>.<body>``."""
+    """Return ``sha256=`` and the hex HMAC-SHA256 of ``<timestamp>.<body>``."""
     digest = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     return f"sha256={digest}"
 

@@ -99,7 +99,7 @@ class EventConsumer:
                 added = await repository.enqueue(
                     session, channel.name, notification, payload, coalesce=channel.coalesces
                 )
-                decisions[channel.name] = "queued" if added else "already in the delivery log"
+                decisions[channel.name] = "queued" if added else "already logged or outdated"
             if self._reports is not None and _changes_report(notification, history):
                 payload = self._reports.prepare(notification, history)
                 if payload is not None:

@@ -88,7 +88,8 @@ def timeline(
     """Return the report's timeline, oldest first."""
     entries: list[TimelineEntry] = []
     if breach is not None:
-        entries.append(TimelineEntry(breach.detected_at, f"Detected: {wording.describe_breach(breach)}"))
+        detected = f"Detected: {wording.describe_breach(breach)}"
+        entries.append(TimelineEntry(breach.detected_at, detected))
     steps = [event for event in events if isinstance(event, StepChanged)]
     for event in events:
         match event:
@@ -99,16 +100,18 @@ def timeline(
                     f"{wording.versions(event.from_version, event.to_version)}",
                 ))
             case ExecutePlan():
-                entries.append(TimelineEntry(event.occurred_at, f"Rollback started by {event.actor}"))
+                started = f"Rollback started by {event.actor}"
+                entries.append(TimelineEntry(event.occurred_at, started))
             case StepChanged() if event.status in {"succeeded", "failed", "skipped"}:
                 entries.append(
                     TimelineEntry(event.finished_at or event.occurred_at, wording.step_line(event))
                 )
             case EscalationRaised() | BreachSuppressed():
                 entries.append(TimelineEntry(event.occurred_at, wording.summary(event)))
-    entries.append(TimelineEntry(
-        finished.finished_at, f"Rollback {finished.outcome} ({wording.format_duration(finished.duration_ms)})"
-    ))
+    duration = wording.format_duration(finished.duration_ms)
+    entries.append(
+        TimelineEntry(finished.finished_at, f"Rollback {finished.outcome} ({duration})")
+    )
     restored = _restored_at(finished, steps)
     if restored is not None:
         entries.append(TimelineEntry(restored, f"Service restored on {finished.to_version}"))
@@ -130,7 +133,9 @@ def render(plan_id: UUID, events: Sequence[NotifierEvent]) -> str | None:
     ]
     entries = timeline(events, finished, breach)
     restored = _restored_at(finished, [e for e in events if isinstance(e, StepChanged)])
-    first = breach.detected_at if breach is not None else (finished.started_at or finished.finished_at)
+    first = finished.started_at or finished.finished_at
+    if breach is not None:
+        first = breach.detected_at
 
     lines = [
         f"# Incident report: {finished.service} in {finished.environment}",

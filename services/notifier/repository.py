@@ -27,6 +27,10 @@ from services.notifier.retry import AttemptResult
 from services.notifier.routing import ConsumedEvent, Notification, NotifierEvent
 from shared.db import Database
 
+# Kinds that are not sent once the plan's outcome is queued on the channel: an event handled
+# late (after a redelivery) would otherwise announce a start or a step after the finish.
+OUTDATED_AFTER_FINISH = frozenset({"created", "started", "step"})
+
 _EVENT_ADAPTER: TypeAdapter[NotifierEvent] = TypeAdapter(ConsumedEvent)
 
 
@@ -80,9 +84,9 @@ async def enqueue(
     coalesce: bool,
     key: str | None = None,
 ) -> bool:
-    """Add a pending delivery unless the log already has (channel, plan, key); return whether
-    it was added. With ``coalesce``, older pending messages with the same coalesce key that
-    were never attempted are marked superseded."""
+    """Add a pending delivery unless the log already has (channel, plan, key) or the message
+    is outdated; return whether it was added. With ``coalesce``, older pending messages with
+    the same coalesce key that were never attempted are marked superseded."""
     notification_key = key or notification.key
     existing = await session.scalar(
         select(Delivery.id).where(
@@ -92,6 +96,10 @@ async def enqueue(
         )
     )
     if existing is not None:
+        return False
+    if notification.kind in OUTDATED_AFTER_FINISH and await _finished_queued(
+        session, channel, notification.plan_key
+    ):
         return False
     coalesce_key = notification.coalesce_key if coalesce else None
     now = time.time()
@@ -125,6 +133,19 @@ async def enqueue(
         )
     )
     return True
+
+
+async def _finished_queued(session: AsyncSession, channel: str, plan_key: str) -> bool:
+    return (
+        await session.scalar(
+            select(Delivery.id).where(
+                Delivery.channel == channel,
+                Delivery.plan_key == plan_key,
+                Delivery.notification_key == "finished",
+            )
+        )
+        is not None
+    )
 
 
 class DeliveryStore:

@@ -29,7 +29,9 @@ from shared.contracts import (
 )
 from shared.settings import NotificationKind
 
-NotifierEvent = PlanCreated | ExecutePlan | StepChanged | PlanFinished | BreachSuppressed | EscalationRaised
+NotifierEvent = (
+    PlanCreated | ExecutePlan | StepChanged | PlanFinished | BreachSuppressed | EscalationRaised
+)
 
 
 def _event_tag(value: Any) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -165,6 +166,9 @@ def create(context: ServiceContext) -> Service:
         durable=DURABLE,
         model=ConsumedEvent,
         handler=consumer.handle,
+        # faststream handles the messages of one pull batch concurrently; one at a time keeps
+        # the stream's order (started before finished). A rollback produces a few dozen events.
+        batch_size=1,
         description="Rollback events to Slack, the status page, webhooks and incident reports.",
     )
 
@@ -175,8 +179,8 @@ def create(context: ServiceContext) -> Service:
             worker.start()
 
     async def stop() -> None:
-        for worker in workers.values():
-            await worker.stop(settings.notifier.shutdown_grace_seconds)
+        grace = settings.notifier.shutdown_grace_seconds
+        await asyncio.gather(*(worker.stop(grace) for worker in workers.values()))
         for channel in [*channels, reports]:
             await channel.close()
 

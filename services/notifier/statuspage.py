@@ -109,7 +109,9 @@ class StatuspageChannel:
         """Return the incident intent; None when the service has no component on the page."""
         if notification.plan_id is None:
             return None
-        component_id = component_for(self.components, notification.environment, notification.service)
+        component_id = component_for(
+            self.components, notification.environment, notification.service
+        )
         if component_id is None:
             return None
         return incident_intent(notification, component_id)
@@ -143,7 +145,8 @@ class StatuspageChannel:
                 )
             return result
         if not PATH_ID.match(incident.incident_id):
-            return AttemptResult(400, error=f"stored incident id {incident.incident_id!r} is invalid")
+            error = f"stored incident id {incident.incident_id!r} is invalid"
+            return AttemptResult(400, error=error)
         path = f"/pages/{self.page_id}/incidents/{incident.incident_id}"
         result = await self._request("PATCH", path, document)
         if result.verdict is Verdict.DELIVERED:

@@ -68,7 +68,9 @@ def finished(created: PlanCreated, outcome: str = "completed", **overrides: obje
     return PlanFinished.model_validate(values)
 
 
-def suppressed(reason: str = "no_target", *, manual: bool = True, **overrides: object) -> BreachSuppressed:
+def suppressed(
+    reason: str = "no_target", *, manual: bool = True, **overrides: object
+) -> BreachSuppressed:
     values: dict[str, object] = {
         "environment": "production", "service": "checkout", "reason": reason,
         "breach": breach(), "needs_manual_action": manual,

@@ -25,7 +25,9 @@ INCIDENTS = re.compile(r"^/v1/pages/(?P<page>[^/]+)/incidents(?:/(?P<incident>[^
 class FakeStatuspage(RecordingServer):
     """Answers like the Statuspage REST API for one page."""
 
-    def __init__(self, page_id: str = "page1", api_key: str = "statuspage-key", port: int = 0) -> None:
+    def __init__(
+        self, page_id: str = "page1", api_key: str = "statuspage-key", port: int = 0
+    ) -> None:
         super().__init__(port)
         self.page_id = page_id
         self.api_key = api_key
@@ -106,7 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     server = FakeStatuspage(args.page_id, args.api_key, args.port)
     server.on_request(
-        lambda item: print(f"{item.method} {item.path} -> {item.status}: {item.body[:300]!r}", flush=True)
+        lambda item: print(
+            f"{item.method} {item.path} -> {item.status}: {item.body[:300]!r}", flush=True
+        )
     )
     print(f"Fake Statuspage API listening: {server.api_url} (page {args.page_id})", flush=True)
     server.serve_forever()

@@ -17,7 +17,9 @@ from services.notifier.retry import (
     parse_retry_after,
 )
 
-POLICY = RetryPolicy(max_attempts=3, backoff_seconds=0.5, backoff_max_seconds=10, max_age_seconds=600)
+POLICY = RetryPolicy(
+    max_attempts=3, backoff_seconds=0.5, backoff_max_seconds=10, max_age_seconds=600
+)
 
 
 @pytest.mark.parametrize(
@@ -112,6 +114,7 @@ def test_server_error_retried_until_limit():
 
 
 def test_old_delivery_given_up():
-    step = next_step(AttemptResult(None, error="refused"), failures=1, age_seconds=600, policy=POLICY)
+    result = AttemptResult(None, error="refused")
+    step = next_step(result, failures=1, age_seconds=600, policy=POLICY)
     assert step.give_up
     assert "undelivered" in step.reason

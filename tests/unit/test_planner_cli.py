@@ -30,13 +30,26 @@ def plan(status: str, *steps: dict, error: str | None = None) -> dict:
     return {"id": PLAN_ID, "status": status, "steps": list(steps), "error": error}
 
 
-def step(name: str, status: str, attempt: int = 1, duration: float | None = None,
-         error: str | None = None) -> dict:
-    return {"name": name, "status": status, "attempt": attempt, "durationMs": duration, "error": error}
+def step(
+    name: str,
+    status: str,
+    attempt: int = 1,
+    duration: float | None = None,
+    error: str | None = None,
+) -> dict:
+    return {
+        "name": name,
+        "status": status,
+        "attempt": attempt,
+        "durationMs": duration,
+        "error": error,
+    }
 
 
 def test_describe_step_full():
-    line = describe_step(step("switch_version", "failed", attempt=2, duration=5012.4, error="timed out"))
+    line = describe_step(
+        step("switch_version", "failed", attempt=2, duration=5012.4, error="timed out")
+    )
     assert line == "switch_version: failed (attempt 2) in 5012 ms: timed out"
 
 
@@ -50,8 +63,11 @@ def test_watch_prints_each_change_once(capsys):
         plan("in_progress", step("validate_target", "running")),
         plan("in_progress", step("validate_target", "running")),
         plan("in_progress", step("validate_target", "succeeded", duration=80)),
-        plan("completed", step("validate_target", "succeeded", duration=80),
-             step("notify", "succeeded", duration=200)),
+        plan(
+            "completed",
+            step("validate_target", "succeeded", duration=80),
+            step("notify", "succeeded", duration=200),
+        ),
     )
 
     final = watch_plan(client, PLAN_ID, interval=0, timeout=30)

@@ -25,8 +25,15 @@ HISTORY = [
 
 
 def breach(version: str | None = "v3", trigger: str = "error_rate") -> BreachDetected:
-    return BreachDetected(environment="production", service="checkout", version=version,
-                          trigger=trigger, measured=0.2, threshold=0.1, samples=50)
+    return BreachDetected(
+        environment="production",
+        service="checkout",
+        version=version,
+        trigger=trigger,
+        measured=0.2,
+        threshold=0.1,
+        samples=50,
+    )
 
 
 def context(**overrides: object) -> BreachContext:
@@ -49,8 +56,9 @@ def test_decide_starts_plan():
 def test_decide_in_progress_first():
     decision = decide(
         breach(),
-        context(active_plan_id="p1", cooldown_until=NOW + timedelta(minutes=5),
-                recent_automatic_plans=5),
+        context(
+            active_plan_id="p1", cooldown_until=NOW + timedelta(minutes=5), recent_automatic_plans=5
+        ),
         now=NOW,
         loop_guard_max=2,
     )
@@ -61,8 +69,12 @@ def test_decide_in_progress_first():
 
 
 def test_decide_cooldown_before_loop_guard():
-    decision = decide(breach(), context(cooldown_until=NOW + timedelta(seconds=1),
-                                        recent_automatic_plans=5), now=NOW, loop_guard_max=2)
+    decision = decide(
+        breach(),
+        context(cooldown_until=NOW + timedelta(seconds=1), recent_automatic_plans=5),
+        now=NOW,
+        loop_guard_max=2,
+    )
     assert isinstance(decision, Suppress)
     assert decision.reason == "cooldown"
     assert decision.sets_cooldown is False
@@ -87,8 +99,9 @@ def test_decide_loop_guard_below_max():
 
 
 def test_decide_no_target():
-    decision = decide(breach("v1"), context(history=HISTORY[:1], current_version="v1"),
-                      now=NOW, loop_guard_max=2)
+    decision = decide(
+        breach("v1"), context(history=HISTORY[:1], current_version="v1"), now=NOW, loop_guard_max=2
+    )
     assert isinstance(decision, Suppress)
     assert decision.reason == "no_target"
     assert decision.needs_manual_action is True
@@ -96,8 +109,9 @@ def test_decide_no_target():
 
 
 def test_decide_no_target_without_any_version():
-    decision = decide(breach(None), context(history=[], current_version=None),
-                      now=NOW, loop_guard_max=2)
+    decision = decide(
+        breach(None), context(history=[], current_version=None), now=NOW, loop_guard_max=2
+    )
     assert isinstance(decision, Suppress)
     assert decision.reason == "no_target"
     assert "no current version" in decision.detail

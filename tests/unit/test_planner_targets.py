@@ -26,7 +26,9 @@ def history(*entries: tuple[str, str]) -> list[DeploymentRecord]:
     ]
 
 
-FOUR_VERSIONS = history(("v1", "succeeded"), ("v2", "succeeded"), ("v3", "failed"), ("v4", "succeeded"))
+FOUR_VERSIONS = history(
+    ("v1", "succeeded"), ("v2", "succeeded"), ("v3", "failed"), ("v4", "succeeded")
+)
 
 
 def test_target_skips_failed_version():
@@ -47,15 +49,25 @@ def test_target_none_without_current():
 
 def test_target_never_moves_forward():
     # v3 was rolled back to v2 (a second v2 record) and redeployed; v2 breaching goes to v1.
-    records = history(("v1", "succeeded"), ("v2", "succeeded"), ("v3", "succeeded"),
-                      ("v2", "succeeded"), ("v3", "succeeded"))
+    records = history(
+        ("v1", "succeeded"),
+        ("v2", "succeeded"),
+        ("v3", "succeeded"),
+        ("v2", "succeeded"),
+        ("v3", "succeeded"),
+    )
     assert version_order(records) == ["v1", "v2", "v3"]
     assert select_target(records, "v2", bad=set()) == "v1"
 
 
 def test_target_for_redeployed_bad_version():
-    records = history(("v1", "succeeded"), ("v2", "succeeded"), ("v3", "succeeded"),
-                      ("v2", "succeeded"), ("v3", "succeeded"))
+    records = history(
+        ("v1", "succeeded"),
+        ("v2", "succeeded"),
+        ("v3", "succeeded"),
+        ("v2", "succeeded"),
+        ("v3", "succeeded"),
+    )
     assert select_target(records, "v3", bad={"v3"}) == "v2"
 
 
