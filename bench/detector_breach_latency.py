@@ -1,9 +1,9 @@
 """Time from the metrics message that crosses the error-rate threshold to the breach event.
 
-Starts ``travi up`` (all five services, embedded nats-server and SQLite, in a temporary state
-folder), publishes healthy traffic of version v1 and then a bad version of
-``production/checkout`` (a new version per run; one request every ``--interval`` seconds, every ``--error-every``-th
-one failing), and listens on ``rollback.breach.production.checkout``. The crossing message is
+Starts ``travi up`` (all five services, embedded nats-server and SQLite) in a temporary state
+folder and listens on ``rollback.breach.production.checkout``. Each run publishes healthy traffic
+of version v1 of ``production/checkout``, then traffic of a new, bad version: one request every
+``--interval`` seconds, every ``--error-every``-th one failing. The crossing message is
 the first one after which the window holds at least ``min_samples`` requests with an error
 share above the threshold, computed here the same way the detector does. Run:
 

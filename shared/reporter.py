@@ -3,10 +3,10 @@
 A :class:`MetricsReporter` keeps observations in a bounded buffer and a background task
 publishes them in batches (a :class:`~shared.contracts.MetricsReported` body) on
 ``metrics.<env>.<svc>``, through NATS JetStream (:class:`NatsTransport`) or the HTTP API
-(:class:`HttpTransport`). The ``report_*`` methods never wait: when the buffer is full the
-observation is dropped and counted, and when a batch cannot be sent it is dropped and counted
-too, so a TRAVI outage costs the service memory up to ``max_buffer`` observations and nothing
-more. Use it from the thread that runs its event loop::
+(:class:`HttpTransport`). The ``report_*`` methods never wait. When the buffer is full the
+observation is dropped and counted, and a batch that cannot be sent is dropped and counted too.
+So a TRAVI outage costs the service memory for ``max_buffer`` observations and nothing more.
+Use it from the thread that runs its event loop::
 
     reporter = MetricsReporter(
         await NatsTransport.connect("nats://127.0.0.1:4222"),
@@ -43,7 +43,7 @@ FAILURE_LOG_INTERVAL = 30.0  # seconds between two warnings about failed sends
 
 
 class Transport(Protocol):
-    """Where batches go."""
+    """Destination of the batches: JetStream or the HTTP API."""
 
     async def send(self, subject: str, body: bytes, event_id: str) -> None:
         """Deliver one batch or raise."""

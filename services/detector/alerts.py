@@ -4,8 +4,9 @@ Both send a group of alerts, each with ``status`` ("firing" or "resolved"), ``la
 ``annotations``, ``startsAt`` and usually a ``fingerprint``; Grafana adds ``values`` (the
 query results by reference id). Each firing alert becomes a BreachDetected with trigger
 ``alert``; the environment, service and version come from the labels named in the detector
-settings. Resolved alerts do nothing. An alert carries no threshold that TRAVI knows, so a breach
-reports ``measured`` as Grafana's first value (1 when there is none) against a threshold of 0.
+settings. Resolved alerts do nothing. An alert carries no threshold that TRAVI can compare
+with, so a breach reports ``measured`` as Grafana's first value (1 when there is none) against a
+threshold of 0.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def alert_breaches(
     alerts: list[WebhookAlert],
     settings: DetectorSettings,
 ) -> tuple[list[BreachDetected], list[SkippedAlert]]:
-    """Turn the firing ``alerts`` into breach events; say why any firing alert was skipped."""
+    """Turn the firing ``alerts`` into breach events, and list the skipped ones with the reason."""
     breaches: list[BreachDetected] = []
     skipped: list[SkippedAlert] = []
     for index, alert in enumerate(alerts):
@@ -113,7 +114,7 @@ def _label_problem(settings: DetectorSettings, environment: str, service: str) -
 
 
 def _event_id(source: str, alert: WebhookAlert) -> uuid.UUID:
-    """The same alert, notified again with the same start, gets the same id."""
+    """Return an id that repeats when the same alert is notified again with the same start."""
     identity = alert.fingerprint or ",".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))
     return uuid.uuid5(ALERT_NAMESPACE, f"{source}/{identity}/{alert.startsAt}")
 

@@ -55,6 +55,7 @@ def build_router(
         except (ValueError, UnicodeDecodeError) as exc:
             OBSERVATIONS_REJECTED.labels(reason=INVALID_JSON).inc()
             return _error(400, f"invalid JSON: {exc}", "invalid_json")
+
         parsed = parse_document(
             document,
             subject_environment=None,
@@ -66,6 +67,7 @@ def build_router(
             {"field": r.describe().partition(":")[0], "reason": r.reason, "message": r.message}
             for r in parsed.rejections
         ]
+
         if parsed.accepted == 0:
             for rejection in parsed.rejections:
                 OBSERVATIONS_REJECTED.labels(reason=rejection.reason).inc()
@@ -75,6 +77,7 @@ def build_router(
                  "errors": errors},
                 status_code=422,
             )
+
         target = subject("metrics", parsed.environment, parsed.service)
         message = _valid_part(document, parsed)
         headers = {"Nats-Msg-Id": str(document["event_id"])} if document.get("event_id") else None
@@ -86,6 +89,7 @@ def build_router(
         except Exception as exc:  # noqa: BLE001 - any bus failure is a 503 for the producer.
             logger.warning("Publishing metrics from HTTP to %s failed: %r", target, exc)
             return _error(503, "the metrics stream is unavailable: retry later", "unavailable")
+
         return JSONResponse(
             {"subject": target, "accepted": parsed.accepted, "rejected": errors},
             status_code=202,

@@ -5,9 +5,9 @@ throughput at about a third of what the server delivers. The durable pull consum
 with ``AckPolicy.ALL``: after a fetched batch is applied to the windows, one acknowledgement of
 its last message acknowledges the batch.
 
-On start it rebuilds the windows from the last window's worth of the stream (an ephemeral
-consumer from ``now - window_seconds`` up to the stream's last sequence at that moment) and
-creates the durable consumer, if it is new, just past that sequence. A redelivered message at or
+On start it rebuilds the windows from the last window's worth of the stream. An ephemeral
+consumer reads from ``now - window_seconds`` up to the stream's last sequence at that moment,
+and the durable consumer, if it is new, is created just past that sequence. A redelivered message at or
 below the replayed sequence, or below one already applied, is skipped, so no observation counts
 twice. Breaches found while replaying are published again with the same deterministic
 ``event_id``, which JetStream's duplicate window and the planner's inbox drop if they were
@@ -50,6 +50,7 @@ HOUSEKEEPING_SECONDS = 1.0
 ACK_WAIT_SECONDS = 30.0
 MAX_DELIVER = 5
 RECONNECT_DELAY = 1.0
+REJECTION_LOG_INTERVAL = 10.0  # seconds; rejected observations are logged at most this often
 
 
 class MetricsConsumer:
@@ -74,6 +75,8 @@ class MetricsConsumer:
         self._subscription = None
         self._task: asyncio.Task[None] | None = None
         self._next_housekeeping = 0.0
+        self._last_rejection_log = -REJECTION_LOG_INTERVAL
+        self._rejected_since_log = 0
 
     async def start(self) -> None:
         """Connect, rebuild the windows from the stream, bind the durable consumer, start pulling."""
@@ -162,8 +165,17 @@ class MetricsConsumer:
 
     async def _bind(self, js, last: int):  # noqa: ANN001, ANN202 - nats-py types
         try:
-            await js.consumer_info(METRICS_STREAM.name, self.durable)
+            info = await js.consumer_info(METRICS_STREAM.name, self.durable)
         except NotFoundError:
+            info = None
+        if info is not None and info.config.ack_policy != AckPolicy.ALL:
+            # Acknowledging a batch by its last message needs AckPolicy.ALL. The windows were
+            # just rebuilt up to ``last``, so a consumer recreated past it loses nothing.
+            logger.warning("Recreating consumer %s, whose ack policy is %s, with 'all'.",
+                           self.durable, info.config.ack_policy)
+            await js.delete_consumer(METRICS_STREAM.name, self.durable)
+            info = None
+        if info is None:
             config = ConsumerConfig(
                 durable_name=self.durable,
                 description="TRAVI detector: metric events into windows",
@@ -191,9 +203,14 @@ class MetricsConsumer:
                 logger.warning("Fetching metrics failed (%r); retrying in %.0f s.", exc, RECONNECT_DELAY)
                 await asyncio.sleep(RECONNECT_DELAY)
                 continue
-            if messages:
-                await self._handle_batch(messages)
-            self._housekeeping()
+            try:
+                if messages:
+                    await self._handle_batch(messages)
+                self._housekeeping()
+            except Exception:  # noqa: BLE001 - the loop must outlive any bug in one batch.
+                logger.exception("Handling %d metrics messages failed; they will be redelivered.",
+                                 len(messages))
+                await asyncio.sleep(RECONNECT_DELAY)
 
     async def _handle_batch(self, messages: list[Msg]) -> None:
         """Apply a fetched batch in order, dead-letter what has no valid observation, ack it."""
@@ -247,9 +264,15 @@ class MetricsConsumer:
         """Count the rejected observations; return the dead-letter error if none was valid."""
         for rejection in parsed.rejections:
             OBSERVATIONS_REJECTED.labels(reason=rejection.reason).inc()
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("Rejected observations of message %d on %s: %s",
-                         sequence, msg.subject, parsed.describe_rejections())
+        self._rejected_since_log += len(parsed.rejections)
+        now = time.monotonic()
+        if now - self._last_rejection_log >= REJECTION_LOG_INTERVAL:
+            logger.warning(
+                "Rejected %d observations since the last report; message %d on %s: %s",
+                self._rejected_since_log, sequence, msg.subject, parsed.describe_rejections(3),
+            )
+            self._last_rejection_log = now
+            self._rejected_since_log = 0
         return parsed.describe_rejections() if parsed.accepted == 0 else None
 
     def _parse(self, msg: Msg, now: float) -> ParsedMessage:
@@ -302,10 +325,11 @@ class MetricsConsumer:
 def delivery_of(msg: Msg) -> tuple[int, int]:
     """Return the stream sequence and the delivery count of a JetStream message.
 
-    They are read from the reply subject, ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream
-    seq>.<consumer seq>.<time>.<pending>``; nats-py's ``msg.metadata`` parses the same fields
-    but also builds a datetime, which cost about 11 us a message here, as much as validating it.
-    The longer form with a domain and an account hash goes through ``msg.metadata``.
+    Both are read from the reply subject, ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream
+    seq>.<consumer seq>.<time>.<pending>``. nats-py 2.16's ``msg.metadata`` parses the same
+    fields but also builds a datetime, which cost about 11 us a message on a 2-core machine, as
+    much as validating it. The longer form with a domain and an account hash goes through
+    ``msg.metadata``.
     """
     tokens = msg.reply.split(".")
     if len(tokens) == 9:

@@ -8,7 +8,7 @@ or one observation with the batch's envelope fields beside it::
 
 Each observation is validated on its own, so one bad observation does not discard the valid ones
 beside it. Observations of the common shape (numbers as JSON numbers, ``at`` as an ISO 8601
-string with a zone) take a fast path written out by hand; everything else goes through the
+string with a zone) take a fast path written out by hand. Everything else goes through the
 pydantic models of ``shared.contracts``, which also word the error. Both paths accept the same
 observations, which a property test checks. On top of the contract the detector rejects a
 timestamp more than ``max_clock_skew_seconds`` in the future and a body whose service or
@@ -69,7 +69,7 @@ _VALID_NAMES: set[tuple[object, object, object]] = set()
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why one observation (``index``), or the whole message (``index`` None), was rejected."""
+    """A rejected observation (``index``), or message (``index`` None), with the reason."""
 
     reason: str
     field: str
@@ -87,9 +87,9 @@ class Rejection:
 class ParsedMessage:
     """The valid observations of one message, split by kind, and what was rejected.
 
-    Times are seconds since the epoch (UTC). ``requests`` holds ``(at, latency_ms, is_error,
-    timed_out)``; ``health_checks`` holds ``(at, check, ok, check_id)``; ``budgets`` holds
-    ``(at, spent, budget)``. Health checks keep their order in the message.
+    Times are seconds since the epoch (UTC). ``requests`` contains ``(at, latency_ms, is_error,
+    timed_out)`` tuples, ``health_checks`` contains ``(at, check, ok, check_id)`` tuples and
+    ``budgets`` contains ``(at, spent, budget)`` tuples. Health checks keep their message order.
     """
 
     environment: str = ""
@@ -128,7 +128,7 @@ def parse_message(
     now: float,
     max_clock_skew: float,
 ) -> ParsedMessage:
-    """Validate a metrics message; the result says which observations count and which do not.
+    """Validate a metrics message and sort its observations into accepted and rejected.
 
     ``subject_environment`` and ``subject_service`` come from the subject (None over HTTP, where
     the body names them). ``now`` is the wall clock in seconds since the epoch.

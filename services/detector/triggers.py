@@ -1,8 +1,8 @@
 """The five triggers: apply observations to windows, evaluate, and decide which breaches fire.
 
 Every evaluation has one of four outcomes. ``no_data`` means too few requests in the window
-(below ``min_samples``); ``invalid`` means observations of the message were rejected; neither
-counts as a pass or a breach. A trigger fires when it enters breach, and re-arms only after an
+(below ``min_samples``), and ``invalid`` means observations of the message were rejected.
+Neither counts as a pass or a breach. A trigger fires when it enters breach, and re-arms only after an
 evaluation that passes, so a window that stays in breach fires once. Cooldowns are the planner's.
 
 Request triggers (``error_rate``, ``latency``, ``timeout``) are evaluated after each message for
@@ -150,7 +150,7 @@ class Detector:
         """Advance windows that received nothing for ``idle_after`` seconds by the wall-clock
         time since, re-evaluate them, and drop those left empty for two window lengths.
 
-        A window's end follows event time while traffic flows; this moves it on when traffic
+        A window's end follows event time while traffic flows. This moves it on when traffic
         stops, so old requests expire and the window reports ``no_data`` instead of its last state.
         ``sequence`` (the last applied stream sequence) makes the ids of breaches found here unique.
         """

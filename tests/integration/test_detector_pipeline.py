@@ -374,3 +374,18 @@ async def test_reporter_over_http_feeds_the_detector(start_detector):
     window = harness.consumer.detector.windows["production", "checkout", "v4"]
     assert window.requests.count == 1
     assert window.health.failures == {"http": 0}
+
+
+async def test_consumer_with_explicit_acks_is_recreated(start_detector, nats_server):
+    connection = await nats.connect(nats_server.url)
+    js = connection.jetstream()
+    await js.add_stream(name="TRAVI_METRICS", subjects=["metrics.>"])
+    await js.add_consumer("TRAVI_METRICS", ConsumerConfig(durable_name="detector",
+                                                          ack_policy=AckPolicy.EXPLICIT))
+    await connection.close()
+
+    harness = await start_detector()
+    info = await harness.js.consumer_info("TRAVI_METRICS", "detector")
+    assert info.config.ack_policy == AckPolicy.ALL
+    await harness.send(batch(request()))
+    assert harness.consumer.detector.windows["production", "checkout", "v2"].requests.count == 1

@@ -82,7 +82,7 @@ def test_missing_and_unknown_fields_are_rejected():
     assert parsed.rejections[0].field == "latency_ms"
 
 
-def test_subject_that_does_not_match_the_body_is_rejected():
+def test_subject_mismatch_is_rejected():
     parsed = parse(batch(request()), svc="payments")
     assert parsed.accepted == 0
     assert parsed.rejections[0].reason == obs.SUBJECT_MISMATCH

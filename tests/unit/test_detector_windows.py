@@ -28,9 +28,14 @@ requests = st.tuples(
 def heap_flags(item: tuple[float, float, bool, bool], threshold: float) -> int:
     """The window orders equal times by latency, then by these flags."""
     _at, latency, is_error, timed_out = item
-    return (1 if is_error else 0) | (2 if timed_out or latency >= 30_000.0 else 0) | (
-        4 if latency > threshold else 0
-    )
+    flags = 0
+    if is_error:
+        flags |= 1
+    if timed_out or latency >= 30_000.0:
+        flags |= 2
+    if latency > threshold:
+        flags |= 4
+    return flags
 
 
 def brute_force_p95(values: list[float]) -> float:
