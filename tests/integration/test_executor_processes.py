@@ -4,6 +4,7 @@ sharing 200 plans."""
 from __future__ import annotations
 
 import sqlite3
+import sys
 from pathlib import Path
 
 import psycopg
@@ -43,8 +44,6 @@ async def test_sigkill_after_pause_resumes(nats_server, tmp_path):
     database = tmp_path / "travi.db"
     in_flight = tmp_path / "in-flight"
     in_flight.write_text("3")
-    import sys
-
     services = {
         "checkout": {
             "driver": "command",
