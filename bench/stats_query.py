@@ -13,8 +13,8 @@ warm-up. The baseline is the same route's cheapest query (``GET /api/admin/rollb
 an unknown id: auth, one primary-key lookup, a 404), so the ratio shows the stats query's cost
 above a request that does almost nothing.
 
-The stats query reads the count tables (all-time, or per day for a time range), never the plan
-rows except those inside the partial days at a range's edges.
+The stats query reads the count tables (all-time, or per day for a time range) at the level of
+its filter, and sums plan rows only inside the partial days at a range's edges.
 """
 
 from __future__ import annotations
@@ -133,10 +133,12 @@ async def bulk_load(db, count: int) -> None:
             row = plan_row(*synthetic_plan(index, rng))
             part = projection.contribution(row)
             row.bucket_at = part.bucket_at
-            key = (part.environment, part.service, part.trigger, part.trigger_type)
-            for name, value in part.counts().items():
-                totals[key][name] += value
-                daily[(part.day, *key)][name] += value
+            row.counted_duration_ms = part.duration_ms
+            daily_changes, total_changes = projection.count_changes(None, part)
+            for target, changes in ((daily, daily_changes), (totals, total_changes)):
+                for key, counts in changes.items():
+                    for name, value in counts.items():
+                        target[key][name] += value
             batch.append({name: getattr(row, name) for name in columns})
             if len(batch) == 5000:
                 await session.execute(insert(StatsPlan), batch)

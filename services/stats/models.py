@@ -2,9 +2,10 @@
 
 ``stats_plans`` and ``stats_steps`` hold one row per plan and per step. The two count tables
 hold each plan's contribution to the statistics, summed per environment, service, trigger and
-trigger type: ``stats_total_counts`` over all time and ``stats_daily_counts`` per UTC day. The
-projection updates them in the same transaction as the plan row, so a stats query sums a few
-count rows instead of scanning the plans.
+trigger type: ``stats_total_counts`` over all time and ``stats_daily_counts`` per UTC day. Rows
+whose environment or service is ``*`` sum over every environment or service. The projection
+updates them in the same transaction as the plan row, so a stats query sums a few count rows
+instead of scanning the plans.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ class StatsPlan(Base):
     first_event_at: Mapped[datetime] = mapped_column(UtcDateTime())
     sort_at: Mapped[datetime] = mapped_column(UtcDateTime())
     bucket_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # The whole-ms duration the plan adds to the average, or NULL; set with ``bucket_at``.
+    counted_duration_ms: Mapped[int | None] = mapped_column(BigInteger)
     recovery_recorded: Mapped[bool] = mapped_column(Boolean, default=False)
 
     __table_args__ = (

@@ -34,6 +34,9 @@ from services.stats.models import StatsPlan, StatsStep
 logger = logging.getLogger(__name__)
 
 FINAL_STATUSES = ("completed", "failed", "cancelled")
+# The environment or service of count rows that sum over every environment or service. It
+# cannot clash with a real name, which is restricted to [a-z0-9-].
+ALL = "*"
 STATUS_RANK = {"pending": 0, "in_progress": 1, "completed": 2, "failed": 2, "cancelled": 2}
 STEP_STATUS_RANK = {"pending": 0, "running": 1, "succeeded": 2, "failed": 2, "skipped": 2}
 
@@ -202,6 +205,43 @@ class Contribution:
             values["duration_sum_ms"] = sign * self.duration_ms
             values["duration_count"] = sign
         return values
+
+
+DailyKey = tuple[date, str, str, str, str]
+TotalKey = tuple[str, str, str, str]
+
+
+def count_changes(
+    before: Contribution | None, after: Contribution | None
+) -> tuple[dict[DailyKey, dict[str, int]], dict[TotalKey, dict[str, int]]]:
+    """Return the count changes when a plan's contribution goes from ``before`` to ``after``.
+
+    Each contribution is counted at four levels: its environment and service, its environment
+    over all services, its service over all environments, and everything. So a query of any
+    of these scopes reads only the rows of its own level. Keys are (day, environment, service,
+    trigger, trigger_type) for the daily counts and the same without the day for the totals.
+    Changes that cancel out are left out.
+    """
+    daily: dict[DailyKey, dict[str, int]] = {}
+    totals: dict[TotalKey, dict[str, int]] = {}
+    for part, sign in ((before, -1), (after, 1)):
+        if part is None:
+            continue
+        for environment, service in (
+            (part.environment, part.service),
+            (part.environment, ALL),
+            (ALL, part.service),
+            (ALL, ALL),
+        ):
+            total_key = (environment, service, part.trigger, part.trigger_type)
+            for target in (daily.setdefault((part.day, *total_key), {}), totals.setdefault(total_key, {})):
+                for name, value in part.counts(sign).items():
+                    target[name] = target.get(name, 0) + value
+    return _nonzero(daily), _nonzero(totals)
+
+
+def _nonzero(changes: dict) -> dict:
+    return {key: counts for key, counts in changes.items() if any(counts.values())}
 
 
 def counted_duration_ms(plan: StatsPlan) -> int | None:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import delete, func, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -208,6 +208,7 @@ async def _apply_plan_event(
 
     after = projection.contribution(plan)
     plan.bucket_at = after.bucket_at if after is not None else None
+    plan.counted_duration_ms = after.duration_ms if after is not None else None
     if before != after:
         await _shift_counts(session, before, after)
     return facts
@@ -234,35 +235,21 @@ async def _shift_counts(
     before: projection.Contribution | None,
     after: projection.Contribution | None,
 ) -> None:
-    """Remove the plan's old contribution from the counts and add its new one."""
-    changes: dict[tuple, dict[str, int]] = {}
-    for part, sign in ((before, -1), (after, 1)):
-        if part is None:
-            continue
-        key = (part.day, part.environment, part.service, part.trigger, part.trigger_type)
-        merged = changes.setdefault(key, {})
-        for name, value in part.counts(sign).items():
-            merged[name] = merged.get(name, 0) + value
-    total_changes: dict[tuple, dict[str, int]] = {}
-    for key, counts in changes.items():
-        merged = total_changes.setdefault(key[1:], {})
-        for name, value in counts.items():
-            merged[name] = merged.get(name, 0) + value
-    for key, counts in sorted(changes.items()):
-        if any(counts.values()):
-            names = ("day", "environment", "service", "trigger", "trigger_type")
-            await _add_counts(session, "daily", dict(zip(names, key, strict=True)), counts)
-    for key, counts in sorted(total_changes.items()):
-        if any(counts.values()):
-            names = ("environment", "service", "trigger", "trigger_type")
-            await _add_counts(session, "total", dict(zip(names, key, strict=True)), counts)
+    """Remove the plan's old contribution from the counts and add its new one.
 
-
-async def _add_counts(
-    session: AsyncSession, table: str, key: dict[str, object], counts: dict[str, int]
-) -> None:
-    values = {**key, **{name: counts.get(name, 0) for name in COUNT_FIELDS}}
-    await session.execute(_statement(session, table), values)
+    Rows are written in key order, so two transactions never lock the same rows in opposite
+    orders.
+    """
+    daily, totals = projection.count_changes(before, after)
+    daily_names = ("day", "environment", "service", "trigger", "trigger_type")
+    total_names = daily_names[1:]
+    for table, names, changes in (("daily", daily_names, daily), ("total", total_names, totals)):
+        rows = [
+            {**dict(zip(names, key, strict=True)), **{name: counts.get(name, 0) for name in COUNT_FIELDS}}
+            for key, counts in sorted(changes.items())
+        ]
+        if rows:
+            await session.execute(_statement(session, table), rows)
 
 
 async def wipe(session: AsyncSession) -> None:
@@ -292,38 +279,59 @@ def _scoped(statement, table, scope: StatsFilter):  # noqa: ANN001, ANN202 - SQL
     return statement
 
 
+def _count_level(statement, table, scope: StatsFilter):  # noqa: ANN001, ANN202 - SQLAlchemy select
+    """Restrict a count-table select to the rows of the scope's level (``*`` for no filter)."""
+    environment = scope.environment if scope.environment is not None else projection.ALL
+    service = scope.service if scope.service is not None else projection.ALL
+    return statement.where(table.environment == environment, table.service == service)
+
+
 def _grouped_counts(table):  # noqa: ANN001, ANN202 - SQLAlchemy select over a count table
     sums = [func.sum(getattr(table, name)).label(name) for name in COUNT_FIELDS]
     return select(table.trigger, table.trigger_type, *sums).group_by(table.trigger, table.trigger_type)
+
+
+def _grouped_plans():  # noqa: ANN202 - SQLAlchemy select over the plans
+    """Select the same sums as the count tables, computed from counted plan rows."""
+    by_status = [
+        func.sum(case((StatsPlan.status == status, 1), else_=0)).label(status)
+        for status in ("pending", "in_progress", "completed", "failed", "cancelled")
+    ]
+    return select(
+        StatsPlan.trigger,
+        StatsPlan.trigger_type,
+        func.count().label("total"),
+        *by_status,
+        func.sum(StatsPlan.counted_duration_ms).label("duration_sum_ms"),
+        func.count(StatsPlan.counted_duration_ms).label("duration_count"),
+    ).group_by(StatsPlan.trigger, StatsPlan.trigger_type)
 
 
 async def load_stats(session: AsyncSession, scope: StatsFilter) -> dict[str, object]:
     """Return the statistics document for ``scope`` from the count tables.
 
     Without a time range it sums the all-time counts. With one, it sums the daily counts of the
-    whole days inside the range and reads only the plans of the partial days at its edges.
+    whole days inside the range and sums only the plans of the partial days at its edges.
     """
     totals = Totals()
     if scope.since is None and scope.until is None:
-        await _add_grouped(session, totals, _scoped(_grouped_counts(StatsTotalCount), StatsTotalCount, scope))
+        statement = _count_level(_grouped_counts(StatsTotalCount), StatsTotalCount, scope)
+        await _add_grouped(session, totals, statement)
         return stats_document(totals)
 
     ranges = plan_range(scope.since, scope.until)
     if ranges.has_whole_days:
-        statement = _scoped(_grouped_counts(StatsDailyCount), StatsDailyCount, scope)
+        statement = _count_level(_grouped_counts(StatsDailyCount), StatsDailyCount, scope)
         if ranges.first_day is not None:
             statement = statement.where(StatsDailyCount.day >= ranges.first_day)
         if ranges.end_day is not None:
             statement = statement.where(StatsDailyCount.day < ranges.end_day)
         await _add_grouped(session, totals, statement)
     for start, end in ranges.partial:
-        statement = _scoped(select(StatsPlan), StatsPlan, scope).where(
+        statement = _scoped(_grouped_plans(), StatsPlan, scope).where(
             StatsPlan.bucket_at >= start, StatsPlan.bucket_at < end
         )
-        for plan in (await session.scalars(statement)).all():
-            part = projection.contribution(plan)
-            if part is not None:
-                totals.add(part.trigger, part.trigger_type, part.counts())
+        await _add_grouped(session, totals, statement)
     return stats_document(totals)
 
 

@@ -199,3 +199,29 @@ def test_recovery_only_for_completed(outcome, expected):
 def test_recovery_needs_breach():
     plan, _ = replay([created(breach=None, trigger="manual", trigger_type="manual"), finished()])
     assert projection.recovery_seconds(plan) is None
+
+
+def test_count_changes_cover_four_levels():
+    plan, _ = replay([created(), finished("completed", seconds=2)])
+    daily, totals = projection.count_changes(None, projection.contribution(plan))
+    scopes = {(key[0], key[1]) for key in totals}
+    assert scopes == {("production", "checkout"), ("production", "*"), ("*", "checkout"), ("*", "*")}
+    assert len(daily) == 4
+    assert all(counts["completed"] == 1 for counts in totals.values())
+    assert all(key[0] == T0.date() for key in daily)
+
+
+def test_count_changes_move_status():
+    plan, _ = replay([created()])
+    before = projection.contribution(plan)
+    projection.apply_finished(plan, finished("failed", seconds=3))
+    daily, totals = projection.count_changes(before, projection.contribution(plan))
+    counts = totals[("*", "*", "error_rate", "automatic")]
+    assert counts == {"total": 0, "pending": -1, "failed": 1, "duration_sum_ms": 3000, "duration_count": 1}
+    assert len(daily) == 4
+
+
+def test_count_changes_drop_no_change():
+    plan, _ = replay([created()])
+    part = projection.contribution(plan)
+    assert projection.count_changes(part, part) == ({}, {})

@@ -63,6 +63,7 @@ def upgrade() -> None:
         _time("first_event_at", nullable=False),
         _time("sort_at", nullable=False),
         _time("bucket_at"),
+        sa.Column("counted_duration_ms", sa.BigInteger()),
         sa.Column("recovery_recorded", sa.Boolean(), nullable=False),
     )
     op.create_index("ix_stats_plans_sort_at", "stats_plans", ["sort_at"])
