@@ -14,8 +14,17 @@ from shared.client import ApiClient, ApiError
 from shared.settings import Settings
 
 FINAL_STATUSES = ("completed", "failed", "cancelled")
-PLAN_FIELDS = ("id", "environment", "service", "fromVersion", "toVersion", "status",
-               "triggerType", "actor", "reason")
+PLAN_FIELDS = (
+    "id",
+    "environment",
+    "service",
+    "fromVersion",
+    "toVersion",
+    "status",
+    "triggerType",
+    "actor",
+    "reason",
+)
 
 
 def _client() -> ApiClient:
@@ -117,10 +126,17 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         status: str = typer.Option(
             "succeeded", "--status", help="Deployment status: started, succeeded or failed."
         ),
-        actor: str | None = typer.Option(None, "--actor", help="Who deployed (default: the token's name)."),
+        actor: str | None = typer.Option(
+            None, "--actor", help="Who deployed (default: the token's name)."
+        ),
     ) -> None:
         """Record a deployment, so that rollbacks know the history of versions."""
-        body: dict[str, Any] = {"service": service, "environment": env, "version": version, "status": status}
+        body: dict[str, Any] = {
+            "service": service,
+            "environment": env,
+            "version": version,
+            "status": status,
+        }
         if actor:
             body["actor"] = actor
         result = post(_client(), "/api/admin/deployments", json=body)
@@ -157,13 +173,17 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     def rollback_execute(
         plan_id: str = typer.Argument(..., help="Plan id from 'travi rollback create'."),
         watch: bool = typer.Option(False, "--watch", help="Print each step until the plan ends."),
-        interval: float = typer.Option(1.0, "--interval", help="Seconds between polls with --watch."),
+        interval: float = typer.Option(
+            1.0, "--interval", help="Seconds between polls with --watch."
+        ),
         timeout: float = typer.Option(900.0, "--timeout", help="Seconds --watch waits at most."),
     ) -> None:
         """Run a pending plan."""
         client = _client()
         plan = post(client, f"/api/admin/rollbacks/{plan_id}/execute")
-        typer.echo(f"Plan {plan['id']} is {plan['status']}: {plan['fromVersion']} -> {plan['toVersion']}.")
+        typer.echo(
+            f"Plan {plan['id']} is {plan['status']}: {plan['fromVersion']} -> {plan['toVersion']}."
+        )
         if watch:
             final = watch_plan(client, plan["id"], interval=interval, timeout=timeout)
             if final != "completed":

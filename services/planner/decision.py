@@ -75,7 +75,9 @@ class IgnoreStale:
 Decision = StartPlan | Suppress | IgnoreStale
 
 
-def cooldown_for(settings: PlannerSettings, environment: str, service: str, trigger: str) -> timedelta:
+def cooldown_for(
+    settings: PlannerSettings, environment: str, service: str, trigger: str
+) -> timedelta:
     """Return the cooldown of ``trigger``, from the ``<env>/<svc>`` override when one is set."""
     override = settings.cooldown_overrides.get(f"{environment}/{service}", {})
     if trigger in override:
@@ -97,7 +99,8 @@ def decide(
     if context.cooldown_until is not None and now < context.cooldown_until:
         return Suppress(
             "cooldown",
-            f"trigger {breach.trigger} is in its cooldown until {context.cooldown_until.isoformat()}",
+            f"trigger {breach.trigger} is in its cooldown until "
+            f"{context.cooldown_until.isoformat()}",
         )
 
     current, stale = breaching_version(context.history, context.current_version, breach.version)

@@ -49,7 +49,10 @@ def plan_created(plan: Plan) -> PlanCreated:
 def execute_plan(plan: Plan, actor: str, now: datetime) -> ExecutePlan:
     """Build the command that runs a stored plan."""
     return ExecutePlan(
-        event_id=derived_id(plan.id, "execute"), occurred_at=now, plan=plan_created(plan), actor=actor
+        event_id=derived_id(plan.id, "execute"),
+        occurred_at=now,
+        plan=plan_created(plan),
+        actor=actor,
     )
 
 

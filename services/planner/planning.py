@@ -120,7 +120,9 @@ class Planner:
             await repository.lock_for_write(session)
             if await repository.is_handled(session, breach.event_id):
                 BREACH_DECISIONS.labels(decision="duplicate").inc()
-                logger.info("Breach %s was handled before; publishing its stored events.", breach.event_id)
+                logger.info(
+                    "Breach %s was handled before; publishing its stored events.", breach.event_id
+                )
                 return
             await repository.add_inbox_entry(session, breach.event_id, source_subject, now)
             context = await repository.load_breach_context(
@@ -166,7 +168,10 @@ class Planner:
         BREACH_DECISIONS.labels(decision="plan").inc()
         logger.info(
             "Created automatic plan %s from %s to %s after a %s breach.",
-            plan.id, plan.from_version, plan.to_version, breach.trigger,
+            plan.id,
+            plan.from_version,
+            plan.to_version,
+            breach.trigger,
         )
 
     async def _suppress(
@@ -209,7 +214,9 @@ class Planner:
         suppressed_subject = subject("rollback.suppressed", breach.environment, breach.service)
         await repository.add_outbox(session, str(breach.event_id), suppressed_subject, event, now)
         BREACH_DECISIONS.labels(decision=decision.reason).inc()
-        logger.info("Suppressed a %s breach: %s (%s).", breach.trigger, decision.reason, decision.detail)
+        logger.info(
+            "Suppressed a %s breach: %s (%s).", breach.trigger, decision.reason, decision.detail
+        )
 
     def _ignore_stale(self, breach: BreachDetected, decision: IgnoreStale) -> None:
         BREACH_DECISIONS.labels(decision="stale").inc()
@@ -240,7 +247,10 @@ class Planner:
                 await repository.add_outbox(session, source, source_subject, record, now)
         logger.info(
             "Recorded deployment of %s %s in %s: %s.",
-            record.service, record.version, record.environment, record.status,
+            record.service,
+            record.version,
+            record.environment,
+            record.status,
         )
         if publish:
             await self.publish_outbox(source_id=str(record.event_id))
@@ -259,10 +269,17 @@ class Planner:
                 plan = await session.get(Plan, plan_id)
                 if plan is None:
                     UNKNOWN_OUTCOMES.inc()
-                    logger.warning("Ignored the %s outcome of unknown plan %s.", outcome.outcome, plan_id)
+                    logger.warning(
+                        "Ignored the %s outcome of unknown plan %s.", outcome.outcome, plan_id
+                    )
                     return
                 if plan.status in FINAL_STATUSES:
-                    logger.info("Plan %s is already %s; ignored outcome %s.", plan_id, plan.status, outcome.outcome)
+                    logger.info(
+                        "Plan %s is already %s; ignored outcome %s.",
+                        plan_id,
+                        plan.status,
+                        outcome.outcome,
+                    )
                     return
                 self._finish(plan, outcome)
                 if outcome.outcome == "completed":
@@ -302,7 +319,12 @@ class Planner:
             history = await repository.load_history(session, request.environment, request.service)
             bad = await repository.bad_versions(session, request.environment, request.service)
             check_manual_target(
-                history, current, request.target_version, bad, force=request.force, reason=request.reason
+                history,
+                current,
+                request.target_version,
+                bad,
+                force=request.force,
+                reason=request.reason,
             )
             await self._reject_active(session, request.environment, request.service)
             plan = Plan(
@@ -328,10 +350,16 @@ class Planner:
                     "the same moment: cancel it or wait for it to finish"
                 ) from exc
             plan_subject = subject("rollback.plan", plan.environment, plan.service)
-            await repository.add_outbox(session, plan.id, plan_subject, events.plan_created(plan), now)
+            await repository.add_outbox(
+                session, plan.id, plan_subject, events.plan_created(plan), now
+            )
         with bind(plan_id=plan.id, environment=plan.environment, service=plan.service):
             logger.info(
-                "Created manual plan %s from %s to %s for %s.", plan.id, current, plan.to_version, actor
+                "Created manual plan %s from %s to %s for %s.",
+                plan.id,
+                current,
+                plan.to_version,
+                actor,
             )
         await self.publish_outbox(source_id=plan.id)
         return plan

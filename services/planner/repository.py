@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import delete, func, select, update
@@ -39,7 +40,9 @@ async def lock_for_write(session: AsyncSession) -> None:
         await session.execute(delete(InboxEntry).where(InboxEntry.event_id == ""))
 
 
-async def add_inbox_entry(session: AsyncSession, event_id: UUID, subject: str, now: datetime) -> None:
+async def add_inbox_entry(
+    session: AsyncSession, event_id: UUID, subject: str, now: datetime
+) -> None:
     """Record ``event_id`` as handled; the flush raises IntegrityError for a repeat."""
     session.add(InboxEntry(event_id=str(event_id), subject=subject, handled_at=now))
     await session.flush()
@@ -50,7 +53,9 @@ async def is_handled(session: AsyncSession, event_id: UUID) -> bool:
     return await session.get(InboxEntry, str(event_id)) is not None
 
 
-async def load_history(session: AsyncSession, environment: str, service: str) -> list[DeploymentRecord]:
+async def load_history(
+    session: AsyncSession, environment: str, service: str
+) -> list[DeploymentRecord]:
     """Return the deployment history of one service, in storage order."""
     rows = await session.scalars(
         select(Deployment)
@@ -60,7 +65,9 @@ async def load_history(session: AsyncSession, environment: str, service: str) ->
     return [DeploymentRecord(r.version, r.status, r.deployed_at, r.id) for r in rows]
 
 
-async def current_version(session: AsyncSession, environment: str, service: str) -> CurrentVersion | None:
+async def current_version(
+    session: AsyncSession, environment: str, service: str
+) -> CurrentVersion | None:
     """Return the current version row, or None before the first successful deployment."""
     return await session.get(CurrentVersion, (environment, service))
 
@@ -113,7 +120,8 @@ async def load_breach_context(
     )
 
 
-def _insert_for(session: AsyncSession):  # noqa: ANN202 - a dialect's insert construct.
+def _insert_for(session: AsyncSession) -> Callable[..., Any]:
+    """Return the dialect's INSERT, which has ON CONFLICT on both SQLite and PostgreSQL."""
     return sqlite_insert if session.bind.dialect.name == "sqlite" else postgresql_insert
 
 

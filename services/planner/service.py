@@ -62,8 +62,10 @@ class OutboxRelay:
                 count = await self._planner.publish_outbox(
                     created_before=self._planner.clock() - RELAY_MIN_AGE
                 )
-            except Exception:  # noqa: BLE001 - a database outage must not end the loop.
-                logger.warning("The outbox relay failed; retrying in %.1f s.", self._interval, exc_info=True)
+            except Exception:  # A database or bus outage must not end the loop.
+                logger.warning(
+                    "The outbox relay failed; retrying in %.1f s.", self._interval, exc_info=True
+                )
             else:
                 if count:
                     logger.info("The outbox relay published %d left-behind events.", count)

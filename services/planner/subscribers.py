@@ -54,7 +54,9 @@ def register_subscribers(broker: NatsBroker, planner: Planner) -> None:
             await planner.handle_breach(event, msg.raw_message.subject)
 
     async def on_deployment(event: DeploymentRecorded, msg: NatsMessage) -> None:
-        if await _subject_matches(broker, DEPLOYMENT_CONSUMER, msg, event.environment, event.service):
+        if await _subject_matches(
+            broker, DEPLOYMENT_CONSUMER, msg, event.environment, event.service
+        ):
             await planner.record_deployment(event, msg.raw_message.subject)
 
     async def on_outcome(event: PlanFinished, msg: NatsMessage) -> None:

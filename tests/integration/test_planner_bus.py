@@ -17,9 +17,15 @@ from services.planner.events import derived_id
 from services.planner.models import Plan
 from services.planner.planning import Planner
 from services.planner.service import BusPublisher
-from services.planner.subscribers import BREACH_CONSUMER, register_subscribers
+from services.planner.subscribers import BREACH_CONSUMER, DEPLOYMENT_CONSUMER, register_subscribers
 from services.runner import Runtime, migration_folders
-from shared.bus import DEAD_LETTER_STREAM, ROLLBACK_STREAM, declare_streams, make_broker
+from shared.bus import (
+    DEAD_LETTER_STREAM,
+    DEPLOYMENTS_STREAM,
+    ROLLBACK_STREAM,
+    declare_streams,
+    make_broker,
+)
 from shared.contracts import BreachDetected, Contract, DeploymentRecorded, PlanFinished
 from shared.db import Database, open_database, upgrade
 from tests.conftest import OPERATOR, VIEWER
@@ -32,15 +38,24 @@ BREACH_SUBJECT = f"rollback.breach.{ENV}.{SVC}"
 
 
 def breach(version: str | None, trigger: str = "error_rate") -> BreachDetected:
-    return BreachDetected(environment=ENV, service=SVC, version=version, trigger=trigger,
-                          measured=0.3, threshold=0.1, window_seconds=60, samples=100)
+    return BreachDetected(
+        environment=ENV,
+        service=SVC,
+        version=version,
+        trigger=trigger,
+        measured=0.3,
+        threshold=0.1,
+        window_seconds=60,
+        samples=100,
+    )
 
 
 async def publish_raw(url: str, subject: str, event: Contract, msg_id: str | None = None) -> None:
     """Publish as another service would, with ``msg_id`` standing in for the event id."""
     connection = await nats.connect(url)
     await connection.jetstream().publish(
-        subject, event.model_dump_json().encode(),
+        subject,
+        event.model_dump_json().encode(),
         headers={"Nats-Msg-Id": msg_id or str(event.event_id)},
     )
     await connection.close()
@@ -55,7 +70,7 @@ async def read_stream(url: str, stream: str = ROLLBACK_STREAM.name) -> list[tupl
         while True:
             for message in await subscription.fetch(100, timeout=0.3):
                 found.append((message.subject, json.loads(message.data)))
-    except (NatsTimeoutError, asyncio.TimeoutError):
+    except (TimeoutError, NatsTimeoutError):
         pass
     await connection.close()
     return found
@@ -90,13 +105,15 @@ async def wait_for_plan(db: Database, status: str, timeout: float = 20.0) -> lis
         await asyncio.sleep(0.05)
 
 
-async def wait_until_acked(url: str, durable: str, timeout: float = 20.0) -> None:
+async def wait_until_acked(
+    url: str, durable: str, timeout: float = 20.0, stream: str = ROLLBACK_STREAM.name
+) -> None:
     """Wait until the consumer has no message pending or waiting for its ack."""
     connection = await nats.connect(url)
     deadline = asyncio.get_running_loop().time() + timeout
     try:
         while True:
-            info = await connection.jetstream().consumer_info(ROLLBACK_STREAM.name, durable)
+            info = await connection.jetstream().consumer_info(stream, durable)
             if info.num_pending == 0 and info.num_ack_pending == 0 and info.delivered.stream_seq:
                 return
             if asyncio.get_running_loop().time() > deadline:
@@ -118,9 +135,16 @@ async def record(client: httpx.AsyncClient, *versions: tuple[str, str]) -> None:
 
 def finished(plan: dict[str, Any], outcome: str) -> PlanFinished:
     return PlanFinished(
-        plan_id=plan["plan_id"], environment=ENV, service=SVC, from_version=plan["from_version"],
-        to_version=plan["to_version"], trigger=plan["trigger"], trigger_type=plan["trigger_type"],
-        outcome=outcome, started_at=plan["created_at"], finished_at=plan["created_at"],
+        plan_id=plan["plan_id"],
+        environment=ENV,
+        service=SVC,
+        from_version=plan["from_version"],
+        to_version=plan["to_version"],
+        trigger=plan["trigger"],
+        trigger_type=plan["trigger_type"],
+        outcome=outcome,
+        started_at=plan["created_at"],
+        finished_at=plan["created_at"],
         duration_ms=0.0,
     )
 
@@ -153,6 +177,23 @@ async def test_restart_keeps_cooldown(nats_server, database_url, settings_for):
     assert suppressed["reason"] == "cooldown"
     assert len(by_subject(events, "rollback.plan.")) == 1
     assert len(by_subject(events, "rollback.execute")) == 1
+
+
+async def test_deployments_from_bus(nats_server, database_url, settings_for):
+    url = nats_server.url
+    async with Runtime(settings_for(), ["planner"]):
+        for version in ("v1", "v2"):
+            record = DeploymentRecorded(
+                environment=ENV, service=SVC, version=version, status="succeeded", actor="ci"
+            )
+            await publish_raw(url, f"deployments.{ENV}.{SVC}", record)
+        await wait_until_acked(url, DEPLOYMENT_CONSUMER, stream=DEPLOYMENTS_STREAM.name)
+        await publish_raw(url, BREACH_SUBJECT, breach(None))
+        events = await wait_for_stream(url, lambda e: by_subject(e, "rollback.plan."))
+
+    [plan] = by_subject(events, "rollback.plan.")
+    assert plan["from_version"] == "v2"
+    assert plan["to_version"] == "v1"
 
 
 async def test_redelivered_breach_one_plan(nats_server, database_url, settings_for):
@@ -204,8 +245,9 @@ async def test_publish_failure_redelivers_stored_events(nats_server, database_ur
     try:
         for version in ("v1", "v2"):
             await planner.record_deployment(
-                DeploymentRecorded(environment=ENV, service=SVC, version=version,
-                                   status="succeeded", actor="ci"),
+                DeploymentRecorded(
+                    environment=ENV, service=SVC, version=version, status="succeeded", actor="ci"
+                ),
                 f"deployments.{ENV}.{SVC}",
             )
         event = breach("v2")
@@ -256,8 +298,9 @@ async def test_http_auth(nats_server, database_url, settings_for):
                 await client.post("/api/admin/deployments", json=deployment),
                 await client.post(f"{plan_path}/execute"),
                 await client.post(f"{plan_path}/cancel"),
-                await client.post("/api/admin/rollbacks", json=body,
-                                  headers={"Authorization": "Bearer wrong"}),
+                await client.post(
+                    "/api/admin/rollbacks", json=body, headers={"Authorization": "Bearer wrong"}
+                ),
             ]
             forbidden = [
                 await client.post("/api/admin/rollbacks", json=body, headers=VIEWER),
@@ -276,8 +319,13 @@ async def test_http_manual_rollback(nats_server, database_url, settings_for):
     url = nats_server.url
     async with Runtime(settings_for(), ["planner"]) as runtime:
         async with httpx.AsyncClient(base_url=runtime.base_url) as client:
-            await record(client, ("v1", "succeeded"), ("v2", "succeeded"), ("v3", "failed"),
-                         ("v4", "succeeded"))
+            await record(
+                client,
+                ("v1", "succeeded"),
+                ("v2", "succeeded"),
+                ("v3", "failed"),
+                ("v4", "succeeded"),
+            )
             rejected = await client.post(
                 "/api/admin/rollbacks",
                 json={"service": SVC, "environment": ENV, "targetVersion": "v3"},
@@ -295,20 +343,32 @@ async def test_http_manual_rollback(nats_server, database_url, settings_for):
             )
             created = await client.post(
                 "/api/admin/rollbacks",
-                json={"service": SVC, "environment": ENV, "target_version": "v2",
-                      "fromVersion": "v4", "reason": "checkout errors"},
+                json={
+                    "service": SVC,
+                    "environment": ENV,
+                    "target_version": "v2",
+                    "fromVersion": "v4",
+                    "reason": "checkout errors",
+                },
                 headers=OPERATOR,
             )
             plan_id = created.json()["id"]
-            executed = await client.post(f"/api/admin/rollbacks/{plan_id}/execute", headers=OPERATOR)
+            executed = await client.post(
+                f"/api/admin/rollbacks/{plan_id}/execute", headers=OPERATOR
+            )
             again = await client.post(f"/api/admin/rollbacks/{plan_id}/execute", headers=OPERATOR)
             cancelled = await client.post(
-                f"/api/admin/rollbacks/{plan_id}/cancel", json={"reason": "wrong day"}, headers=OPERATOR
+                f"/api/admin/rollbacks/{plan_id}/cancel",
+                json={"reason": "wrong day"},
+                headers=OPERATOR,
             )
             events = await wait_for_stream(url, lambda e: by_subject(e, "rollback.cancel"))
             [plan_event] = by_subject(events, "rollback.plan.")
-            await publish_raw(url, f"rollback.outcome.{ENV}.{SVC}", finished(plan_event, "cancelled"))
+            await publish_raw(
+                url, f"rollback.outcome.{ENV}.{SVC}", finished(plan_event, "cancelled")
+            )
             [plan] = await wait_for_plan(runtime.db, "cancelled")
+            deployments = await read_stream(url, DEPLOYMENTS_STREAM.name)
 
     assert rejected.status_code == 422
     assert rejected.json()["field"] == "targetVersion"
@@ -331,6 +391,9 @@ async def test_http_manual_rollback(nats_server, database_url, settings_for):
     [cancel] = by_subject(events, "rollback.cancel")
     assert cancel["reason"] == "wrong day"
     assert plan.id == plan_id
+    assert [subject for subject, _ in deployments] == [f"deployments.{ENV}.{SVC}"] * 4
+    assert [body["version"] for _, body in deployments] == ["v1", "v2", "v3", "v4"]
+    assert {body["actor"] for _, body in deployments} == {"alice"}
 
 
 async def test_subject_mismatch_dead_lettered(nats_server, sqlite_url, make_settings):
@@ -344,4 +407,3 @@ async def test_subject_mismatch_dead_lettered(nats_server, sqlite_url, make_sett
     [(subject, body)] = letters
     assert subject == f"deadletter.{BREACH_CONSUMER}"
     assert body["environment"] == ENV
-

@@ -17,9 +17,16 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from services.planner import repository
-from services.planner.events import derived_id
 from services.planner.errors import PlanConflict, PlanNotFound, RollbackRejected
-from services.planner.models import BadVersion, Cooldown, Deployment, OutboxMessage, Plan, Suppression
+from services.planner.events import derived_id
+from services.planner.models import (
+    BadVersion,
+    Cooldown,
+    Deployment,
+    OutboxMessage,
+    Plan,
+    Suppression,
+)
 from services.planner.planning import ManualRollback, Planner
 from services.runner import migration_folders
 from shared.bus import CANCEL_SUBJECT, EXECUTE_SUBJECT
@@ -55,7 +62,7 @@ class FakeClock:
 
 
 class RecordingPublisher:
-    """Keeps every published event; can be told to fail the next publishes."""
+    """Keeps every published event, and fails the next ``failures_left`` publishes."""
 
     def __init__(self) -> None:
         self.events: list[tuple[str, Contract]] = []
@@ -95,13 +102,29 @@ def planner(db: Database, publisher: RecordingPublisher, clock: FakeClock) -> Pl
 
 
 def breach(version: str | None, trigger: str = "error_rate") -> BreachDetected:
-    return BreachDetected(environment=ENV, service=SVC, version=version, trigger=trigger,
-                          measured=0.25, threshold=0.1, window_seconds=60, samples=200)
+    return BreachDetected(
+        environment=ENV,
+        service=SVC,
+        version=version,
+        trigger=trigger,
+        measured=0.25,
+        threshold=0.1,
+        window_seconds=60,
+        samples=200,
+    )
 
 
-async def deploy(planner: Planner, version: str, status: str = "succeeded", minutes: float = 0) -> None:
-    record = DeploymentRecorded(environment=ENV, service=SVC, version=version, status=status,
-                                actor="ci", deployed_at=planner.clock() + timedelta(minutes=minutes))
+async def deploy(
+    planner: Planner, version: str, status: str = "succeeded", minutes: float = 0
+) -> None:
+    record = DeploymentRecorded(
+        environment=ENV,
+        service=SVC,
+        version=version,
+        status=status,
+        actor="ci",
+        deployed_at=planner.clock() + timedelta(minutes=minutes),
+    )
     await planner.record_deployment(record, f"deployments.{ENV}.{SVC}")
 
 
@@ -114,10 +137,19 @@ async def deploy_history(planner: Planner, *entries: tuple[str, str]) -> None:
 async def finish(planner: Planner, plan_id: UUID, outcome: str = "completed") -> None:
     plan = await planner.get_plan(plan_id)
     await planner.apply_outcome(
-        PlanFinished(plan_id=plan_id, environment=ENV, service=SVC, from_version=plan.from_version,
-                     to_version=plan.to_version, trigger=plan.trigger, trigger_type=plan.trigger_type,
-                     outcome=outcome, started_at=plan.started_at, finished_at=planner.clock(),
-                     duration_ms=1000.0),
+        PlanFinished(
+            plan_id=plan_id,
+            environment=ENV,
+            service=SVC,
+            from_version=plan.from_version,
+            to_version=plan.to_version,
+            trigger=plan.trigger,
+            trigger_type=plan.trigger_type,
+            outcome=outcome,
+            started_at=plan.started_at,
+            finished_at=planner.clock(),
+            duration_ms=1000.0,
+        ),
         f"rollback.outcome.{ENV}.{SVC}",
     )
 
@@ -136,8 +168,9 @@ async def plans(db: Database) -> list[Plan]:
 
 
 async def test_target_skips_failed_version(planner, publisher, db):
-    await deploy_history(planner, ("v1", "succeeded"), ("v2", "succeeded"), ("v3", "failed"),
-                         ("v4", "succeeded"))
+    await deploy_history(
+        planner, ("v1", "succeeded"), ("v2", "succeeded"), ("v3", "failed"), ("v4", "succeeded")
+    )
 
     await planner.handle_breach(breach("v4"), f"rollback.breach.{ENV}.{SVC}")
 
@@ -156,8 +189,9 @@ async def test_target_skips_failed_version(planner, publisher, db):
 
 
 async def test_explicit_failed_target_rejected(planner, db):
-    await deploy_history(planner, ("v1", "succeeded"), ("v2", "succeeded"), ("v3", "failed"),
-                         ("v4", "succeeded"))
+    await deploy_history(
+        planner, ("v1", "succeeded"), ("v2", "succeeded"), ("v3", "failed"), ("v4", "succeeded")
+    )
 
     with pytest.raises(RollbackRejected) as caught:
         await planner.create_manual_plan(ManualRollback(ENV, SVC, "v3"), "alice")
@@ -253,10 +287,22 @@ async def test_loop_guard_and_bad_version(planner, publisher, db, clock):
 async def test_active_plan_index_rejects_second(db, clock):
     async def insert(plan_id: str, status: str) -> None:
         async with db.sessions() as session, session.begin():
-            session.add(Plan(id=plan_id, environment=ENV, service=SVC, from_version="v2",
-                             to_version="v1", status=status, trigger="manual",
-                             trigger_type="manual", actor="alice", reason="", forced=False,
-                             created_at=clock()))
+            session.add(
+                Plan(
+                    id=plan_id,
+                    environment=ENV,
+                    service=SVC,
+                    from_version="v2",
+                    to_version="v1",
+                    status=status,
+                    trigger="manual",
+                    trigger_type="manual",
+                    actor="alice",
+                    reason="",
+                    forced=False,
+                    created_at=clock(),
+                )
+            )
 
     await insert(str(uuid4()), "completed")
     await insert(str(uuid4()), "pending")
@@ -280,7 +326,10 @@ async def test_replicas_racing_create_one_plan(db, database_url, clock):
 
     await asyncio.gather(
         first.handle_breach(breach("v2", "error_rate"), "rollback.breach.production.checkout"),
-        later(0.01, second.handle_breach(breach("v2", "latency"), "rollback.breach.production.checkout")),
+        later(
+            0.01,
+            second.handle_breach(breach("v2", "latency"), "rollback.breach.production.checkout"),
+        ),
     )
     await other_db.close()
 
@@ -394,8 +443,9 @@ async def test_stale_breach_ignored(planner, publisher, db):
 
 
 async def test_deployment_recorded_once(planner, db):
-    record = DeploymentRecorded(environment=ENV, service=SVC, version="v1", status="succeeded",
-                                actor="ci")
+    record = DeploymentRecorded(
+        environment=ENV, service=SVC, version="v1", status="succeeded", actor="ci"
+    )
     assert await planner.record_deployment(record, "deployments.production.checkout") is True
     assert await planner.record_deployment(record, "deployments.production.checkout") is False
     assert await count(db, Deployment) == 1
@@ -440,9 +490,19 @@ async def test_completed_rollback_moves_current(planner, publisher, db, clock):
 
 async def test_outcome_of_unknown_plan_ignored(planner, db):
     await planner.apply_outcome(
-        PlanFinished(plan_id=uuid4(), environment=ENV, service=SVC, from_version="v2",
-                     to_version="v1", trigger="manual", trigger_type="manual", outcome="completed",
-                     started_at=None, finished_at=T10, duration_ms=None),
+        PlanFinished(
+            plan_id=uuid4(),
+            environment=ENV,
+            service=SVC,
+            from_version="v2",
+            to_version="v1",
+            trigger="manual",
+            trigger_type="manual",
+            outcome="completed",
+            started_at=None,
+            finished_at=T10,
+            duration_ms=None,
+        ),
         "rollback.outcome.production.checkout",
     )
     assert await plans(db) == []
@@ -561,4 +621,3 @@ async def test_outbox_relay_publishes_left_behind(planner, publisher, db, clock)
     assert await planner.publish_outbox(created_before=clock() - timedelta(seconds=5)) == 1
     [created] = publisher.of(PlanCreated)
     assert str(created.plan_id) == plan.id
-

@@ -46,8 +46,11 @@ async def run_travi(args: list[str], env: dict[str, str]) -> tuple[int, str, str
     travi = str(Path(sys.executable).with_name("travi"))
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TRAVI_")}
     process = await asyncio.create_subprocess_exec(
-        travi, *args, env={**clean, **env},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        travi,
+        *args,
+        env={**clean, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await process.communicate()
     return process.returncode, out.decode(), err.decode()
@@ -59,19 +62,51 @@ async def play_executor(url: str, plan_id: str) -> None:
     js = connection.jetstream()
     now = utc_now()
     events = [
-        (f"rollback.step.{ENV}.{SVC}", StepChanged(plan_id=plan_id, environment=ENV, service=SVC,
-                                                  step="validate_target", status="running", started_at=now)),
-        (f"rollback.step.{ENV}.{SVC}", StepChanged(plan_id=plan_id, environment=ENV, service=SVC,
-                                                  step="validate_target", status="succeeded",
-                                                  started_at=now, finished_at=now, duration_ms=80.0)),
-        (f"rollback.outcome.{ENV}.{SVC}", PlanFinished(plan_id=plan_id, environment=ENV, service=SVC,
-                                                      from_version="v3", to_version="v2", trigger="manual",
-                                                      trigger_type="manual", outcome="completed",
-                                                      started_at=now, finished_at=now, duration_ms=80.0)),
+        (
+            f"rollback.step.{ENV}.{SVC}",
+            StepChanged(
+                plan_id=plan_id,
+                environment=ENV,
+                service=SVC,
+                step="validate_target",
+                status="running",
+                started_at=now,
+            ),
+        ),
+        (
+            f"rollback.step.{ENV}.{SVC}",
+            StepChanged(
+                plan_id=plan_id,
+                environment=ENV,
+                service=SVC,
+                step="validate_target",
+                status="succeeded",
+                started_at=now,
+                finished_at=now,
+                duration_ms=80.0,
+            ),
+        ),
+        (
+            f"rollback.outcome.{ENV}.{SVC}",
+            PlanFinished(
+                plan_id=plan_id,
+                environment=ENV,
+                service=SVC,
+                from_version="v3",
+                to_version="v2",
+                trigger="manual",
+                trigger_type="manual",
+                outcome="completed",
+                started_at=now,
+                finished_at=now,
+                duration_ms=80.0,
+            ),
+        ),
     ]
     for subject, event in events:
-        await js.publish(subject, event.model_dump_json().encode(),
-                         headers={"Nats-Msg-Id": str(event.event_id)})
+        await js.publish(
+            subject, event.model_dump_json().encode(), headers={"Nats-Msg-Id": str(event.event_id)}
+        )
         await asyncio.sleep(0.2)
     await connection.close()
 
@@ -82,17 +117,48 @@ async def test_cli_create_execute_watch(nats_server, database_url, make_settings
     async with Runtime(settings, ["planner", "stats"]) as runtime:
         env = cli_env(runtime.base_url, tmp_path / "cli")
         for version in ("v1", "v2", "v3"):
-            recorded = await invoke(["deploy", "record", "--service", SVC, "--env", ENV,
-                                     "--version", version, "--status", "succeeded", "--actor", "ci"], env)
+            recorded = await invoke(
+                [
+                    "deploy",
+                    "record",
+                    "--service",
+                    SVC,
+                    "--env",
+                    ENV,
+                    "--version",
+                    version,
+                    "--status",
+                    "succeeded",
+                    "--actor",
+                    "ci",
+                ],
+                env,
+            )
             assert recorded.exit_code == 0, recorded.output
-        created = await invoke(["rollback", "create", "--service", SVC, "--env", ENV, "--to", "v2",
-                                "--reason", "errors after v3"], env)
+        created = await invoke(
+            [
+                "rollback",
+                "create",
+                "--service",
+                SVC,
+                "--env",
+                ENV,
+                "--to",
+                "v2",
+                "--reason",
+                "errors after v3",
+            ],
+            env,
+        )
         assert created.exit_code == 0, created.output
         plan_id = created.output.split()[1]
 
-        watch = asyncio.create_task(invoke(
-            ["rollback", "execute", plan_id, "--watch", "--interval", "0.1", "--timeout", "60"], env
-        ))
+        watch = asyncio.create_task(
+            invoke(
+                ["rollback", "execute", plan_id, "--watch", "--interval", "0.1", "--timeout", "60"],
+                env,
+            )
+        )
         events = await wait_for_stream(url, lambda e: by_subject(e, "rollback.execute"))
         await play_executor(url, plan_id)
         executed = await watch
@@ -117,17 +183,34 @@ async def test_cli_errors_are_one_line(nats_server, sqlite_url, make_settings, t
         await invoke(["deploy", "record", "--service", SVC, "--env", ENV, "--version", "v1"], env)
         rejected, invalid, no_token = await asyncio.gather(
             run_travi(["rollback", "create", "--service", SVC, "--env", ENV, "--to", "v1"], env),
-            run_travi(["deploy", "record", "--service", "Check Out", "--env", ENV,
-                       "--version", "v2", "--status", "done"], env),
-            run_travi(["rollback", "cancel", "7f1c0f7e-8a43-4a5e-9d55-3f4b7a3c2d10"],
-                      cli_env(runtime.base_url, tmp_path / "empty", token=None)),
+            run_travi(
+                [
+                    "deploy",
+                    "record",
+                    "--service",
+                    "Check Out",
+                    "--env",
+                    ENV,
+                    "--version",
+                    "v2",
+                    "--status",
+                    "done",
+                ],
+                env,
+            ),
+            run_travi(
+                ["rollback", "cancel", "7f1c0f7e-8a43-4a5e-9d55-3f4b7a3c2d10"],
+                cli_env(runtime.base_url, tmp_path / "empty", token=None),
+            ),
         )
 
     code, _, err = rejected
     assert code == 1
     assert err.strip().splitlines() == [
-        "Error: HTTP 409: rejected targetVersion 'v1': the target is the current version v1: "
-        "choose an earlier version"
+        (
+            "Error: HTTP 409: rejected targetVersion 'v1': the target is the current version v1: "
+            "choose an earlier version"
+        )
     ]
     code, _, err = invalid
     assert code == 1

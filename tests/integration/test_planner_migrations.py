@@ -6,15 +6,18 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-import services.planner.models  # noqa: F401 - registers the planner's tables on Base.metadata.
+from services.planner.models import Plan
 from services.runner import migration_folders
-from shared.db import Base, downgrade, sync_url, upgrade
+from shared.db import downgrade, sync_url, upgrade
+
+# Every service's tables that are imported land on this one metadata; only the planner's count.
+METADATA = Plan.metadata
 
 
 def planner_differences(url: str) -> list:
     engine = create_engine(sync_url(url))
     with engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        differences = compare_metadata(MigrationContext.configure(connection), METADATA)
     engine.dispose()
     return [d for d in differences if "planner_" in repr(d)]
 
@@ -34,7 +37,7 @@ def test_migration_matches_models(database_url):
 
 def test_migration_downgrades(database_url):
     upgrade(database_url, migration_folders(["planner"]))
-    assert planner_tables(database_url) == {n for n in Base.metadata.tables if n.startswith("planner_")}
+    assert planner_tables(database_url) == {n for n in METADATA.tables if n.startswith("planner_")}
 
     downgrade(database_url, migration_folders(["planner"]), "planner@base")
 
