@@ -7,12 +7,17 @@ call the backup library directly: no running TRAVI is needed.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 
-from shared.backup import BackupInfo, create_backup, list_backups, restore_backup
+from shared.backup import (
+    BackupInfo,
+    backup_directory,
+    create_backup,
+    list_backups,
+    restore_backup,
+)
 from shared.errors import TraviError
 from shared.settings import Settings
 
@@ -46,7 +51,7 @@ def backup(
         return
     settings = _settings()
     database_url = _database_url(settings)
-    directory = _directory(settings)
+    directory = backup_directory(settings)
     before = {info.name for info in list_backups(directory, verify=False)}
     try:
         info = create_backup(
@@ -72,12 +77,12 @@ def backup(
 @backup_app.command("list")
 def list_command() -> None:
     """List the backups, newest first, with each file's checksum checked against its sidecar."""
-    directory = _directory(_settings())
+    directory = backup_directory(_settings())
     backups = list_backups(directory)
     if not backups:
         typer.echo(f"No backups in {directory}: make one with 'travi db backup'.")
         return
-    typer.echo(format_table([_row(info) for info in backups]))
+    typer.echo(format_table([list_row(info) for info in backups]))
     damaged = [info.name for info in backups if info.checksum_status != "ok"]
     if damaged:
         typer.echo(
@@ -104,7 +109,7 @@ def restore(
         _fail("give exactly one of --latest and --file NAME", code=2)
     settings = _settings()
     database_url = _database_url(settings)
-    directory = _directory(settings)
+    directory = backup_directory(settings)
     try:
         info = restore_backup(
             database_url, directory, name=file, latest=latest, table=table, force=yes,
@@ -138,7 +143,8 @@ def format_table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
-def _row(info: BackupInfo) -> tuple[str, ...]:
+def list_row(info: BackupInfo) -> tuple[str, ...]:
+    """Return the cells of one backup in the order of LIST_COLUMNS."""
     tables = info.tables[:MAX_LISTED_TABLES]
     listed = ", ".join(tables)
     if len(info.tables) > MAX_LISTED_TABLES:
@@ -168,10 +174,6 @@ def _database_url(settings: Settings) -> str:
             code=2,
         )
     return settings.backup.database_url.get_secret_value()
-
-
-def _directory(settings: Settings) -> Path:
-    return settings.backup.directory or settings.state_dir / "backups"
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:

@@ -4,7 +4,13 @@
 ``asyncio.to_thread``. Every error they raise on purpose is a :class:`BackupError`.
 """
 
-from shared.backup.api import DEFAULT_KEEP, DEFAULT_TIMEOUT_SECONDS, create_backup, restore_backup
+from shared.backup.api import (
+    DEFAULT_KEEP,
+    DEFAULT_TIMEOUT_SECONDS,
+    backup_directory,
+    create_backup,
+    restore_backup,
+)
 from shared.backup.catalog import BackupInfo, list_backups
 from shared.backup.errors import (
     BackupError,
@@ -35,6 +41,7 @@ __all__ = [
     "ToolFailedError",
     "UnsafeRestoreError",
     "UnsupportedDatabaseError",
+    "backup_directory",
     "create_backup",
     "list_backups",
     "restore_backup",

@@ -33,6 +33,7 @@ from shared.backup.postgres import DUMP_TOOLS, RESTORE_TOOLS, PostgresBackend
 from shared.backup.sqlite import SqliteBackend
 from shared.backup.tables import resolve_table, validate_table_name
 from shared.backup.target import DatabaseTarget, file_label, parse_database_url
+from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +169,11 @@ def restore_backup(
         name, target.description, f" (table {restored_table})" if restored_table else "",
     )
     return info
+
+
+def backup_directory(settings: Settings) -> Path:
+    """Return the configured backup folder: TRAVI_BACKUP__DIRECTORY, else <state>/backups."""
+    return settings.backup.directory or settings.state_dir / "backups"
 
 
 def _backend(target: DatabaseTarget, timeout_seconds: float) -> PostgresBackend | SqliteBackend:

@@ -174,6 +174,12 @@ def verified_backup(directory: Path, name: str) -> BackupInfo:
     """Return the backup ``name`` in ``directory`` after checking its size and SHA-256."""
     validate_backup_name(name)
     path = directory / name
+    if path.is_symlink():
+        raise InvalidName(
+            "backup name",
+            name,
+            "the file is a symbolic link; give a backup file that the folder contains",
+        )
     if not path.is_file():
         raise BackupNotFoundError(
             f"no backup named {name!r} in {directory}: run 'travi db backup list' to see the names"

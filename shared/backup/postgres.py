@@ -242,6 +242,11 @@ def _hint(output: str, outcome: str) -> str:
             "install PostgreSQL client tools at least as new as the server, "
             "and put their folder first on PATH"
         )
+    if "other objects depend on" in output:
+        return (
+            "objects created after the backup depend on the tables it restores: drop them, or "
+            f"restore into an empty database ({outcome})"
+        )
     if "connection to server" in output or "password authentication failed" in output:
         return f"check the database URL and that the server accepts connections ({outcome})"
     return outcome

@@ -469,3 +469,22 @@ def test_sqlite_restore_times_out_on_lock(tmp_path: Path, backups: Path) -> None
         writer.execute("ROLLBACK")
     assert rows(url, "other") == OTHERS
     assert rows(url, "items") == ITEMS
+
+
+@pytest.mark.postgres
+def test_postgres_failed_restore_changes_nothing(postgres_url: str, backups: Path) -> None:
+    create_tables(postgres_url)
+    backup = create_backup(postgres_url, backups)
+    execute(postgres_url, "DELETE FROM items WHERE id = 1")
+    # A table made after the backup whose foreign key blocks dropping ``items``.
+    execute(postgres_url, "CREATE TABLE later (id INTEGER REFERENCES items (id))")
+    execute(postgres_url, "INSERT INTO later VALUES (2)")
+
+    with pytest.raises(ToolFailedError) as caught:
+        restore_backup(postgres_url, backups, name=backup.name, force=True)
+
+    assert caught.value.tool == "pg_restore"
+    assert "drop them, or restore into an empty database" in str(caught.value)
+    assert "the database was not changed" in str(caught.value)
+    assert rows(postgres_url, "items") == ITEMS[1:]
+    assert rows(postgres_url, "other") == OTHERS

@@ -178,3 +178,14 @@ def test_retention_leaves_backups_without_sidecar(tmp_path: Path) -> None:
 def test_retention_keep_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         expired_backups([], keep=0, protect="x")
+
+
+def test_symbolic_link_rejected(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    backup = make_backup(outside, 0)
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    (folder / backup.name).symlink_to(backup.path)
+    with pytest.raises(InvalidName, match="symbolic link"):
+        verified_backup(folder, backup.name)
