@@ -257,7 +257,7 @@ class MetricsConsumer:
         if sequence > self.applied_through:
             self.applied_through = sequence
         if decisions:
-            self._handle_decisions(decisions)
+            self._handle_decisions(decisions, msg.headers)
         return parsed
 
     def _count_rejections(self, msg: Msg, sequence: int, parsed: ParsedMessage) -> str | None:
@@ -292,7 +292,9 @@ class MetricsConsumer:
             max_clock_skew=self.settings.detector.max_clock_skew_seconds,
         )
 
-    def _handle_decisions(self, decisions: list[Decision]) -> None:
+    def _handle_decisions(
+        self, decisions: list[Decision], trace_headers: dict[str, str] | None = None
+    ) -> None:
         for decision in decisions:
             with bind(environment=decision.environment, service=decision.service,
                       event_id=decision.event_id):
@@ -304,7 +306,7 @@ class MetricsConsumer:
                     "Trigger %s of %s version %s entered breach: %s",
                     decision.trigger, decision.service, decision.version, decision.detail,
                 )
-                self.publisher.submit(breach_event(decision))
+                self.publisher.submit(breach_event(decision), trace_headers)
 
     def _housekeeping(self) -> None:
         now = time.time()

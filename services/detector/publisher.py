@@ -1,8 +1,9 @@
 """Publishing of breach events off the hot path, with retries until JetStream stores them.
 
-The metrics consumer hands each breach to :class:`BreachPublisher` and moves on; one task
-publishes them in order through :func:`shared.bus.publish` (so trace context rides along in the
-headers) and retries a failed publish with a growing delay. A breach's ``event_id`` is
+The metrics consumer hands each breach to :class:`BreachPublisher` and moves on. One task
+publishes them in order through :func:`shared.bus.publish` and retries a failed publish with a
+growing delay. Each publish runs in a span whose parent is the trace context (``traceparent``)
+of the metrics message that made the trigger fire, so the breach continues the producer's trace. A breach's ``event_id`` is
 deterministic, so a retry or a replay after a restart is stored once by JetStream's duplicate
 window and dropped by the planner's inbox.
 """
@@ -12,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 
 from faststream.nats import NatsBroker
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind, TracerProvider, get_tracer
 
 from services.detector.metrics import BREACH_PUBLISH_FAILURES, BREACHES
 from shared.bus import publish
@@ -30,17 +34,29 @@ MAX_RETRY_DELAY = 5.0
 class BreachPublisher:
     """A bounded queue of breach events and the task that publishes them."""
 
-    def __init__(self, broker: NatsBroker, *, timeout: float) -> None:
+    def __init__(
+        self,
+        broker: NatsBroker,
+        *,
+        timeout: float,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
         self._broker = broker
         self._timeout = timeout
-        self._queue: asyncio.Queue[BreachDetected] = asyncio.Queue(MAX_PENDING)
+        self._tracer = get_tracer(__name__, tracer_provider=tracer_provider)
+        self._queue: asyncio.Queue[tuple[BreachDetected, Mapping[str, str]]] = asyncio.Queue(
+            MAX_PENDING
+        )
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
 
-    def submit(self, event: BreachDetected) -> None:
-        """Queue ``event`` for publishing without waiting; drop it (logged) if the queue is full."""
+    def submit(self, event: BreachDetected, trace_headers: Mapping[str, str] | None = None) -> None:
+        """Queue ``event`` for publishing without waiting; drop it (logged) if the queue is full.
+
+        ``trace_headers`` are the headers of the message that caused the breach, if any.
+        """
         try:
-            self._queue.put_nowait(event)
+            self._queue.put_nowait((event, trace_headers or {}))
         except asyncio.QueueFull:
             self.dropped += 1
             logger.error(
@@ -71,9 +87,13 @@ class BreachPublisher:
 
     async def _run(self) -> None:
         while True:
-            event = await self._queue.get()
+            event, trace_headers = await self._queue.get()
+            parent = propagate.extract(trace_headers)
             try:
-                await self._publish_until_stored(event)
+                with self._tracer.start_as_current_span(
+                    "detector breach", context=parent, kind=SpanKind.PRODUCER
+                ):
+                    await self._publish_until_stored(event)
             finally:
                 self._queue.task_done()
 

@@ -17,7 +17,11 @@ def create(context: ServiceContext) -> Service:
     """Build the detector; its consumer starts after the broker, so it can publish breaches."""
     settings = context.settings
     detector = Detector(settings.detector)
-    publisher = BreachPublisher(context.broker, timeout=settings.publish_timeout_seconds)
+    publisher = BreachPublisher(
+        context.broker,
+        timeout=settings.publish_timeout_seconds,
+        tracer_provider=context.tracer_provider,
+    )
     consumer = MetricsConsumer(settings, detector, publisher, context.broker)
     router = build_router(settings, context.auth, context.broker, publisher, detector)
     service = Service(name="detector", migrations=MIGRATIONS, router=router)

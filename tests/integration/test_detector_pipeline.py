@@ -10,6 +10,9 @@ import httpx
 import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY
 
 from services.runner import Runtime
@@ -389,3 +392,26 @@ async def test_consumer_with_explicit_acks_is_recreated(start_detector, nats_ser
     assert info.config.ack_policy == AckPolicy.ALL
     await harness.send(batch(request()))
     assert harness.consumer.detector.windows["production", "checkout", "v2"].requests.count == 1
+
+
+async def test_breach_continues_the_producer_trace(nats_server, make_settings, sqlite_url):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    settings = make_settings(nats_url=nats_server.url, database_url=sqlite_url)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    async with Runtime(settings, ["detector"], tracer_provider=provider) as runtime:
+        connection = await nats.connect(nats_server.url)
+        harness = Harness(runtime, connection)
+        ack = await harness.js.publish(
+            "metrics.production.checkout",
+            json.dumps(batch(*[request(status=500) for _ in range(20)])).encode(),
+            headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+        )
+        await harness.applied(ack.seq)
+        letters = await harness._read(ROLLBACK_STREAM.name, "rollback.breach.>")
+        await connection.close()
+    assert len(letters) == 1
+    assert letters[0].headers["traceparent"].split("-")[1] == trace_id
+    spans = [s for s in exporter.get_finished_spans() if s.name == "detector breach"]
+    assert format(spans[0].context.trace_id, "032x") == trace_id
