@@ -185,7 +185,10 @@ class BackupSettings(BaseModel):
     directory: Path | None = Field(None, description="Backup folder (default <state>/backups).")
     keep: int = Field(10, ge=1, description="Newest backups kept.")
     timeout_seconds: float = Field(
-        3600.0, gt=0, description="Time limit of one pg_dump, pg_restore or psql run, seconds."
+        3600.0,
+        gt=0,
+        description="Time limit of one pg_dump, pg_restore or psql run, or of an SQLite lock "
+        "wait, seconds.",
     )
 
 
