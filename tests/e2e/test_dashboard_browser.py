@@ -6,6 +6,7 @@ laptop and fail under CI.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -13,10 +14,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
 
+import httpx
 import pytest
 
 from services.runner import Runtime
-from shared.bus import publish
+from services.planner.subscribers import DEPLOYMENT_CONSUMER
+from shared.bus import DEPLOYMENTS_STREAM, publish
 from shared.contracts import (
     STEP_NAMES,
     BreachDetected,
@@ -27,7 +30,7 @@ from shared.contracts import (
     StepChanged,
 )
 from shared.settings import Settings
-from tests.conftest import missing
+from tests.conftest import OPERATOR, missing
 
 pytestmark = [pytest.mark.browser, pytest.mark.nats]
 
@@ -211,3 +214,76 @@ async def test_token_in_address_sets_cookie(runtime, browser):
     assert response.status == 401
     assert "invalid" in await page.text_content(".error")
     await context.close()
+
+
+async def wait_consumed(runtime: Runtime, stream: str, consumer: str, timeout: float = 30.0) -> None:
+    """Wait until ``consumer`` has acknowledged every message of ``stream``."""
+    js = runtime.context.broker.connection.jetstream()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        info = await js.consumer_info(stream, consumer)
+        if info.num_pending == 0 and info.num_ack_pending == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"consumer {consumer} left messages of {stream} unacknowledged")
+
+
+async def wait_for_stats(http, condition, timeout: float = 60.0) -> dict:
+    """Poll the stats endpoint until ``condition`` holds for its body."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    body: dict = {}
+    while loop.time() < deadline:
+        body = (await http.get("/api/admin/rollback/stats")).json()
+        if condition(body):
+            return body
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the stats never matched within {timeout} s: {body}")
+
+
+@pytest.mark.slow
+async def test_system_automatic_and_manual_rollback(system, browser):
+    """One automatic rollback (from metric events) and one manual one, through all services."""
+    async with httpx.AsyncClient(base_url=system.base_url, headers=OPERATOR, timeout=30) as http:
+        for service, versions in (("checkout", ("v1.0.0", "v1.1.0")), ("search", ("v5", "v6"))):
+            for version in versions:
+                response = await http.post("/api/admin/deployments", json={
+                    "service": service, "environment": "production", "version": version})
+                assert response.status_code == 202, response.text
+        # The planner learns the known-good versions from the deployment events: wait until its
+        # consumer has acknowledged all four before a breach needs them.
+        await wait_consumed(system, DEPLOYMENTS_STREAM.name, DEPLOYMENT_CONSUMER)
+
+        now = datetime.now(UTC)
+        observations = [
+            {"kind": "request", "at": (now + timedelta(milliseconds=10 * i)).isoformat(),
+             "latency_ms": 40.0, "status": 500}
+            for i in range(60)
+        ]
+        metrics = await http.post("/api/metrics", json={
+            "service": "checkout", "environment": "production", "version": "v1.1.0",
+            "observations": observations})
+        assert metrics.status_code == 202, metrics.text
+
+        created = await http.post("/api/admin/rollbacks", json={
+            "service": "search", "environment": "production", "targetVersion": "v5",
+            "reason": "by hand"})
+        assert created.status_code == 201, created.text
+        executed = await http.post(f"/api/admin/rollbacks/{created.json()['id']}/execute")
+        assert executed.status_code == 202, executed.text
+
+        stats = await wait_for_stats(
+            http, lambda body: body["total"] == 2 and body["completed"] + body["failed"] == 2
+        )
+    assert stats["automaticCount"] == 1
+    assert stats["manualCount"] == 1
+    assert stats["triggerBreakdown"] == {"error_rate": 1, "manual": 1}
+
+    page = await browser.new_page()
+    await page.goto(f"{system.base_url}/?token=viewer-token")
+    await page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
+    services = await page.locator("#timeline li[data-plan-id] a[href^='#plan=']").all_text_contents()
+    assert sorted(services) == ["checkout / production", "search / production"]
+    assert await page.locator("#trigger-chart rect").count() == 2
+
