@@ -308,3 +308,48 @@ async def test_stop_hands_plan_back(repo, recorder):
     assert recorder.calls["switch"] == 1
     assert recorder.calls["pause"] == 1
     assert len(sink.of_type("PlanFinished")) == 1
+
+
+def backup_executor(repo, sink, recorder, tmp_path, database_url: str) -> Executor:
+    options = {"recorder": recorder, "backup_database_url": database_url,
+               "backup_directory": str(tmp_path / "backups"), "backup_keep": 3}
+    config = DriverConfig(options=options, traffic_options={"recorder": recorder}, backup_before_switch=True)
+    return make_executor(repo, sink, recorder, services={"checkout": config})
+
+
+async def test_backup_runs_before_switch(repo, recorder, tmp_path):
+    import sqlite3
+
+    from shared.backup import list_backups
+
+    app_db = tmp_path / "app.db"
+    with sqlite3.connect(app_db) as connection:
+        connection.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+        connection.execute("INSERT INTO orders DEFAULT VALUES")
+    sink = ListSink()
+    executor = backup_executor(repo, sink, recorder, tmp_path, f"sqlite:///{app_db}")
+    plan = plan_created()
+
+    await executor.execute(ExecutePlan(plan=plan, actor="alice"))
+    await wait_for_status(repo, plan.plan_id, "completed")
+
+    backups = list_backups(tmp_path / "backups")
+    assert len(backups) == 1
+    assert "orders" in backups[0].tables
+    assert backups[0].created_at <= (await repo.load(str(plan.plan_id))).steps["switch_version"].finished_at
+    assert recorder.calls["switch"] == 1
+
+
+async def test_failed_backup_stops_switch(repo, recorder, tmp_path):
+    sink = ListSink()
+    executor = backup_executor(repo, sink, recorder, tmp_path, "mysql://nowhere/app")
+    plan = plan_created()
+
+    await executor.execute(ExecutePlan(plan=plan, actor="alice"))
+    state = await wait_for_status(repo, plan.plan_id, "failed")
+
+    assert state.failed_step == "switch_version"
+    assert "backup before the switch failed" in state.error
+    assert recorder.calls["switch"] == 0
+    assert recorder.paused is False
+    assert not state.switch_started
