@@ -73,15 +73,12 @@ class PostgresBackend:
 
     def list_tables(self) -> list[str]:
         """Return the database's tables as ``schema.table``, outside the system schemas."""
-        with self._connect() as connection:
-            return [row[0] for row in connection.execute(_USER_TABLES_QUERY)]
+        return [row[0] for row in self._fetch_all(_USER_TABLES_QUERY)]
 
     def table_has_rows(self, table: str) -> bool:
         """Return whether ``table`` (``schema.table``, known to exist) contains any row."""
-        with self._connect() as connection:
-            query = f"SELECT EXISTS (SELECT 1 FROM {quote_identifier(table)})"
-            row = connection.execute(query).fetchone()
-        return bool(row and row[0])
+        rows = self._fetch_all(f"SELECT EXISTS (SELECT 1 FROM {quote_identifier(table)})")
+        return bool(rows and rows[0][0])
 
     def dump(self, output: Path, table: str | None) -> str:
         """Write a custom-format dump of the database, or of ``table``, to ``output``.
@@ -155,12 +152,10 @@ class PostgresBackend:
         this one. A superuser turns those checks off for the transaction, as pg_restore's
         --disable-triggers does, so the other tables stay untouched. Anyone else gets an error.
         """
-        with self._connect() as connection:
-            referencing = [row[0] for row in connection.execute(
-                _REFERENCING_TABLES_QUERY, (quote_identifier(table),)
-            )]
-            superuser_row = connection.execute("SELECT current_setting('is_superuser')").fetchone()
-        is_superuser = bool(superuser_row and superuser_row[0] == "on")
+        referencing = [
+            row[0] for row in self._fetch_all(_REFERENCING_TABLES_QUERY, (quote_identifier(table),))
+        ]
+        is_superuser = self._fetch_all("SELECT current_setting('is_superuser')") == [("on",)]
         delete = f"DELETE FROM ONLY {quote_identifier(table)}"
         if not referencing:
             return [delete]
@@ -172,14 +167,24 @@ class PostgresBackend:
             "backup, or connect as a superuser (which restores the rows with the checks off)"
         )
 
-    def _connect(self) -> psycopg.Connection:
+    def _fetch_all(self, query: str, parameters: tuple[str, ...] = ()) -> list[tuple]:
+        """Run one read-only query on a new connection and return its rows."""
         extra = {"password": self.target.password} if self.target.password else {}
         try:
-            return psycopg.connect(self.target.conninfo, autocommit=True, **extra)
+            connection = psycopg.connect(self.target.conninfo, autocommit=True, **extra)
         except psycopg.Error as exc:
             raise DatabaseAccessError(
                 f"cannot connect to {self.target.description}: "
                 f"{self.target.scrub(str(exc)).strip()}; check the URL and that the server runs"
+            ) from None
+        try:
+            with connection:
+                return connection.execute(query, parameters).fetchall()
+        except psycopg.Error as exc:
+            raise DatabaseAccessError(
+                f"query on {self.target.description} failed: "
+                f"{self.target.scrub(str(exc)).strip()}; check that the URL's user may read "
+                "the tables"
             ) from None
 
     @contextlib.contextmanager

@@ -11,6 +11,7 @@ import os
 import sqlite3
 import stat
 import subprocess
+import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -488,3 +489,30 @@ def test_postgres_failed_restore_changes_nothing(postgres_url: str, backups: Pat
     assert "the database was not changed" in str(caught.value)
     assert rows(postgres_url, "items") == ITEMS[1:]
     assert rows(postgres_url, "other") == OTHERS
+
+
+@pytest.mark.postgres
+def test_postgres_ordinary_user(postgres_url: str, backups: Path) -> None:
+    role = f"travi_backup_{uuid.uuid4().hex[:12]}"
+    user_url = postgres_url.replace("postgresql://postgres@", f"postgresql://{role}@")
+    execute(postgres_url, f"CREATE ROLE {role} LOGIN")
+    try:
+        execute(postgres_url, f"GRANT CREATE ON SCHEMA public TO {role}")
+        execute(postgres_url, "CREATE TABLE secret (id INTEGER PRIMARY KEY)")
+        execute(postgres_url, "INSERT INTO secret VALUES (1)")
+        full_backup = create_backup(postgres_url, backups)
+        create_tables(user_url)
+        execute(user_url, "CREATE TABLE child (id INTEGER PRIMARY KEY, "
+                          "item_id INTEGER REFERENCES items (id))")
+        execute(user_url, "INSERT INTO child VALUES (1, 1)")
+        create_backup(user_url, backups, table="items")
+
+        with pytest.raises(UnsafeRestoreError, match="foreign keys of child refer to it"):
+            restore_backup(user_url, backups, latest=True, table="items", force=True)
+        with pytest.raises(DatabaseAccessError, match="permission denied for table secret"):
+            restore_backup(user_url, backups, name=full_backup.name, table="secret")
+        assert rows(user_url, "child") == [(1, 1)]
+        assert rows(user_url, "items") == ITEMS
+    finally:
+        execute(postgres_url, f"DROP OWNED BY {role}")
+        execute(postgres_url, f"DROP ROLE {role}")
