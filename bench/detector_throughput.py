@@ -62,7 +62,9 @@ async def fill(js, messages: int, size: int) -> None:  # noqa: ANN001 - JetStrea
     await js.publish_async_completed()
 
 
-async def raw_drain(js, durable: str, total: int, fetch: int, ack_all: bool) -> float:  # noqa: ANN001
+async def raw_drain(  # noqa: ANN001 - js is a nats-py JetStreamContext
+    js, durable: str, total: int, fetch: int, ack_all: bool
+) -> float:
     config = ConsumerConfig(
         durable_name=durable,
         ack_policy=AckPolicy.ALL if ack_all else AckPolicy.EXPLICIT,
@@ -111,7 +113,9 @@ async def detector_drain(settings: Settings, durable: str, total: int) -> float:
     return elapsed
 
 
-async def scenario(settings, js, messages: int, size: int, rounds: int) -> dict[str, float]:  # noqa: ANN001
+async def scenario(  # noqa: ANN001 - js is a nats-py JetStreamContext
+    settings: Settings, js, messages: int, size: int, rounds: int
+) -> dict[str, float]:
     await fill(js, messages, size)
     fetch = settings.detector.fetch_batch
     runs: dict[str, list[float]] = {"raw ack each": [], "raw ack last": [], "detector": []}
@@ -145,7 +149,8 @@ async def main(arguments: argparse.Namespace) -> None:
             js = connection.jetstream()
             await js.add_stream(StreamConfig(name=METRICS_STREAM.name, subjects=["metrics.>"],
                                              storage=StorageType.FILE))
-            for messages, size in ((arguments.batch_messages, 1000), (arguments.single_messages, 1)):
+            shapes = ((arguments.batch_messages, 1000), (arguments.single_messages, 1))
+            for messages, size in shapes:
                 report(size, await scenario(settings, js, messages, size, arguments.rounds))
             await connection.close()
         finally:
@@ -154,7 +159,10 @@ async def main(arguments: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-messages", type=int, default=300, help="1000-observation messages.")
-    parser.add_argument("--single-messages", type=int, default=30_000, help="1-observation messages.")
-    parser.add_argument("--rounds", type=int, default=3, help="Runs of each consumer; the median counts.")
+    parser.add_argument("--batch-messages", type=int, default=300,
+                        help="Messages of 1000 observations.")
+    parser.add_argument("--single-messages", type=int, default=30_000,
+                        help="Messages of one observation.")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="Runs of each consumer; the median is reported.")
     asyncio.run(main(parser.parse_args()))

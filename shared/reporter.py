@@ -68,7 +68,8 @@ class NatsTransport:
         return cls(connection, timeout=timeout, owned=True)
 
     async def send(self, subject: str, body: bytes, event_id: str) -> None:
-        await self._js.publish(subject, body, timeout=self._timeout, headers={"Nats-Msg-Id": event_id})
+        headers = {"Nats-Msg-Id": event_id}
+        await self._js.publish(subject, body, timeout=self._timeout, headers=headers)
 
     async def close(self) -> None:
         if self._owned:
@@ -121,7 +122,9 @@ class MetricsReporter:
         if not 1 <= max_batch <= 10_000:
             raise ValueError(f"invalid max_batch {max_batch}: use 1 to 10000 observations")
         if max_buffer < max_batch:
-            raise ValueError(f"invalid max_buffer {max_buffer}: use at least max_batch ({max_batch})")
+            raise ValueError(
+                f"invalid max_buffer {max_buffer}: use at least max_batch ({max_batch})"
+            )
         self._transport = transport
         self._envelope = {
             "service": validate_name(service, "service"),
@@ -224,9 +227,8 @@ class MetricsReporter:
     async def _send_batch(self) -> None:
         items = [self._buffer.popleft() for _ in range(min(self.max_batch, len(self._buffer)))]
         event_id = str(uuid.uuid4())
-        body = orjson.dumps(
-            {**self._envelope, "event_id": event_id, "observations": [_observation(i) for i in items]}
-        )
+        observations = [_observation(item) for item in items]
+        body = orjson.dumps({**self._envelope, "event_id": event_id, "observations": observations})
         try:
             await self._transport.send(self._subject, body, event_id)
         except Exception as exc:  # noqa: BLE001 - a TRAVI outage must never break the service.

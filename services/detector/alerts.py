@@ -104,7 +104,8 @@ def alert_breaches(
 
 
 def _label_problem(settings: DetectorSettings, environment: str, service: str) -> str | None:
-    for label, value in ((settings.environment_label, environment), (settings.service_label, service)):
+    labels = ((settings.environment_label, environment), (settings.service_label, service))
+    for label, value in labels:
         if not value:
             return f"missing label {label!r}: add it to the alert rule"
         if not NAME_PATTERN.match(value):

@@ -118,7 +118,9 @@ def build_router(
             status_code=202,
         )
 
-    @router.post("/api/alerts/alertmanager", status_code=202, dependencies=[auth.require("producer")])
+    @router.post(
+        "/api/alerts/alertmanager", status_code=202, dependencies=[auth.require("producer")]
+    )
     async def post_alertmanager(request: Request) -> JSONResponse:
         """Turn firing Alertmanager alerts (webhook version 4) into breach events."""
         return await alerts(request, AlertmanagerPayload, "alertmanager")

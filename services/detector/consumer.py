@@ -7,11 +7,13 @@ its last message acknowledges the batch.
 
 On start it rebuilds the windows from the last window's worth of the stream. An ephemeral
 consumer reads from ``now - window_seconds`` up to the stream's last sequence at that moment,
-and the durable consumer, if it is new, is created just past that sequence. A redelivered message at or
-below the replayed sequence, or below one already applied, is skipped, so no observation counts
-twice. Breaches found while replaying are published again with the same deterministic
-``event_id``, which JetStream's duplicate window and the planner's inbox drop if they were
-published before the restart.
+and the durable consumer, if it is new, is created just past that sequence. A redelivered
+message at or below the replayed sequence, or below one already applied, is skipped, so no
+observation counts twice. Breaches found while replaying are published again with the same
+deterministic ``event_id``, which JetStream's duplicate window and the planner's inbox drop if
+they were published before the restart. The ``event_id`` matches only when the replay starts
+early enough to rebuild the window as it was at the crossing; otherwise the planner receives a
+second breach of the same version, which its cooldown suppresses.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ class MetricsConsumer:
         self._rejected_since_log = 0
 
     async def start(self) -> None:
-        """Connect, rebuild the windows from the stream, bind the durable consumer, start pulling."""
+        """Connect, rebuild the windows from the stream, bind the durable consumer, pull."""
         await self.connect()
         last, replayed = await self.rebuild()
         await self.bind(last)
@@ -120,7 +122,9 @@ class MetricsConsumer:
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
-        logger.info("Detector consumer %s stopped at sequence %d.", self.durable, self.applied_through)
+        logger.info(
+            "Detector consumer %s stopped at sequence %d.", self.durable, self.applied_through
+        )
 
     def _replay_seconds(self) -> float:
         settings = self.settings.detector
@@ -147,7 +151,9 @@ class MetricsConsumer:
         try:
             while True:
                 try:
-                    messages = await subscription.fetch(self.settings.detector.fetch_batch, timeout=1.0)
+                    messages = await subscription.fetch(
+                        self.settings.detector.fetch_batch, timeout=1.0
+                    )
                 except TimeoutError:
                     return count
                 now = time.time()
@@ -200,7 +206,9 @@ class MetricsConsumer:
             except TimeoutError:
                 messages = []
             except (nats.errors.Error, OSError) as exc:
-                logger.warning("Fetching metrics failed (%r); retrying in %.0f s.", exc, RECONNECT_DELAY)
+                logger.warning(
+                    "Fetching metrics failed (%r); retrying in %.0f s.", exc, RECONNECT_DELAY
+                )
                 await asyncio.sleep(RECONNECT_DELAY)
                 continue
             try:
@@ -239,7 +247,9 @@ class MetricsConsumer:
             try:
                 await dead_letter(self.broker, self.durable, msg.subject, msg.data, error)
             except Exception:  # noqa: BLE001 - a lost dead letter must not stop the detector.
-                logger.exception("Sending a message from %s to the dead-letter subject failed.", msg.subject)
+                logger.exception(
+                    "Sending a message from %s to the dead-letter subject failed.", msg.subject
+                )
         try:
             await messages[-1].ack()
         except (nats.errors.Error, OSError) as exc:

@@ -3,9 +3,9 @@
 The metrics consumer hands each breach to :class:`BreachPublisher` and moves on. One task
 publishes them in order through :func:`shared.bus.publish` and retries a failed publish with a
 growing delay. Each publish runs in a span whose parent is the trace context (``traceparent``)
-of the metrics message that made the trigger fire, so the breach continues the producer's trace. A breach's ``event_id`` is
-deterministic, so a retry or a replay after a restart is stored once by JetStream's duplicate
-window and dropped by the planner's inbox.
+of the metrics message that made the trigger fire, so the breach continues the producer's
+trace. A breach's ``event_id`` is deterministic, so a retry or a replay after a restart is
+stored once by JetStream's duplicate window and dropped by the planner's inbox.
 """
 
 from __future__ import annotations

@@ -2,13 +2,15 @@
 
 Every evaluation has one of four outcomes. ``no_data`` means too few requests in the window
 (below ``min_samples``), and ``invalid`` means observations of the message were rejected.
-Neither counts as a pass or a breach. A trigger fires when it enters breach, and re-arms only after an
-evaluation that passes, so a window that stays in breach fires once. Cooldowns are the planner's.
+Neither counts as a pass or a breach. A trigger fires when it enters breach, and re-arms only
+after an evaluation that passes, so a window that stays in breach fires once. Cooldowns are the
+planner's.
 
 Request triggers (``error_rate``, ``latency``, ``timeout``) are evaluated after each message for
-the window it touched; ``health_check`` after each health-check result, so a failure streak that
-ends inside one batch still counts; ``budget_exceeded`` after each budget observation. The
-module does no I/O: the consumer feeds it messages in stream order and publishes what fires.
+the window it touched. ``health_check`` is evaluated after each health-check result, so a
+failure streak that ends inside one batch still counts, and ``budget_exceeded`` after each
+budget observation. The module does no I/O: the consumer feeds it messages in stream order and
+publishes what fires.
 """
 
 from __future__ import annotations
@@ -215,7 +217,9 @@ class Detector:
         self._decide(window, trigger, breached, measure=measure, threshold=threshold,
                      samples=count, sequence=sequence, out=out, describe=describe, record=False)
 
-    def _evaluate_health(self, window: Window, check: str, sequence: int, out: list[Decision]) -> None:
+    def _evaluate_health(
+        self, window: Window, check: str, sequence: int, out: list[Decision]
+    ) -> None:
         failures = window.health.failures[check]
         limit = window.thresholds.health_check_failures
         self._decide(
@@ -238,7 +242,9 @@ class Detector:
                                     f"(ratio {ratio:.3f} >= {limit:g})",
         )
 
-    def _record(self, window: Window, trigger: str, outcome: str, state_key: str | None = None) -> None:
+    def _record(
+        self, window: Window, trigger: str, outcome: str, state_key: str | None = None
+    ) -> None:
         self.outcomes[trigger, outcome] += 1
         window.last_outcomes[state_key or trigger] = outcome
 

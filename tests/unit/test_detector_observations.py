@@ -35,7 +35,8 @@ def request(**fields):
 def test_design_example_is_accepted():
     parsed = parse(batch(
         request(status=500),
-        {"kind": "request", "at": "2026-12-04T10:00:00.310Z", "latency_ms": 31000, "timed_out": True},
+        {"kind": "request", "at": "2026-12-04T10:00:00.310Z", "latency_ms": 31000,
+         "timed_out": True},
         {"kind": "health_check", "at": "2026-12-04T10:00:01Z", "check": "http", "ok": False},
         {"kind": "budget", "at": "2026-12-04T10:00:02Z", "spent": 120.0, "budget": 100.0},
     ))
@@ -146,8 +147,8 @@ def test_fast_path_agrees_with_the_contract(item):
         model = adapter.validate_python(item)
     except ValidationError:
         model = None
-    parsed = parse_message(json.dumps(batch(item)).encode(), subject_environment="production", subject_service="checkout",
-                           now=NOW + 10**9, max_clock_skew=0.0)
+    parsed = parse_message(json.dumps(batch(item)).encode(), subject_environment="production",
+                           subject_service="checkout", now=NOW + 10**9, max_clock_skew=0.0)
     assert (parsed.accepted == 1) == (model is not None)
     if model is not None and model.kind == "request":
         assert parsed.requests == [(model.at.timestamp(), model.latency_ms, model.is_error,

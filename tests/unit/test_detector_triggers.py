@@ -122,7 +122,8 @@ def test_health_checks_fail_fail_ok_fail_fail_fail():
     results = [False, False, True, False, False, False]
     breaches_at = []
     for index, ok_result in enumerate(results, start=1):
-        decisions = detector.apply(message(health=[(T0 + index, "http", ok_result, None)]), index, T0)
+        result = [(T0 + index, "http", ok_result, None)]
+        decisions = detector.apply(message(health=result), index, T0)
         other = detector.apply(
             message(health=[(T0 + index, "http", False, None)], service="payments"), 100 + index, T0
         )
@@ -161,7 +162,8 @@ def test_health_checks_are_per_check():
 
 def test_budget_exceeded_at_ratio_one():
     detector = Detector(DetectorSettings())
-    assert fired(detector.apply(message(budgets=[(T0, 99.0, 100.0)]), 1, T0), "budget_exceeded") == []
+    below = detector.apply(message(budgets=[(T0, 99.0, 100.0)]), 1, T0)
+    assert fired(below, "budget_exceeded") == []
     decisions = detector.apply(message(budgets=[(T0 + 1, 100.0, 100.0)]), 2, T0)
     breaches = fired(decisions, "budget_exceeded")
     assert len(breaches) == 1
@@ -216,7 +218,8 @@ def test_overrides_apply_per_environment_and_service():
 def test_override_window_and_min_samples_are_used():
     settings = DetectorSettings(overrides={"production/checkout": TriggerThresholds(min_samples=2)})
     detector = Detector(settings)
-    assert len(fired(detector.apply(message([failed(T0), failed(T0 + 1)]), 1, T0), "error_rate")) == 1
+    decisions = detector.apply(message([failed(T0), failed(T0 + 1)]), 1, T0)
+    assert len(fired(decisions, "error_rate")) == 1
 
 
 def test_windows_are_bounded_in_number():
