@@ -107,7 +107,8 @@ class SqliteBackend:
                     f"SELECT {column_list} FROM backup.{quoted}"
                 )
             except BaseException:
-                connection.execute("ROLLBACK")
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
             connection.execute("DETACH DATABASE backup")
@@ -115,8 +116,9 @@ class SqliteBackend:
     def _deadline(self, operation: str) -> Callable[[int, int, int], None]:
         """Return a progress callback that stops a backup API copy after ``timeout_seconds``.
 
-        Python's ``Connection.backup`` retries a locked database without end, calling the
-        callback after every attempt, so this callback is what bounds the wait.
+        ``Connection.backup`` (CPython 3.11, Modules/_sqlite/connection.c) retries a locked
+        database without end and calls the callback after every attempt, so this callback is
+        what bounds the wait.
         """
         deadline = time.monotonic() + self.timeout_seconds
 
