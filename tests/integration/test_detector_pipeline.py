@@ -415,3 +415,14 @@ async def test_breach_continues_the_producer_trace(nats_server, make_settings, s
     assert letters[0].headers["traceparent"].split("-")[1] == trace_id
     spans = [s for s in exporter.get_finished_spans() if s.name == "detector breach"]
     assert format(spans[0].context.trace_id, "032x") == trace_id
+
+
+async def test_duplicate_publish_counts_once(start_detector):
+    harness = await start_detector()
+    body = json.dumps(batch(*[request() for _ in range(5)])).encode()
+    headers = {"Nats-Msg-Id": "batch-1"}
+    first = await harness.js.publish("metrics.production.checkout", body, headers=headers)
+    second = await harness.js.publish("metrics.production.checkout", body, headers=headers)
+    assert second.duplicate
+    await harness.applied(first.seq)
+    assert harness.consumer.detector.windows["production", "checkout", "v2"].requests.count == 5
