@@ -172,6 +172,12 @@ class NotifierSettings(BaseModel):
         30.0, gt=0, description="Lease of a channel's worker, so one replica sends at a time."
     )
     poll_seconds: float = Field(1.0, gt=0, description="How often an idle worker looks for work.")
+    settle_seconds: float = Field(
+        0.5,
+        ge=0,
+        description="Wait before a new message is sent, so that events of one plan handled out "
+        "of order (by two replicas) are still sent in order, seconds.",
+    )
     shutdown_grace_seconds: float = Field(
         5.0, ge=0, description="Time a request in flight gets to finish at shutdown."
     )

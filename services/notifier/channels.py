@@ -40,7 +40,7 @@ EVENT_TYPE_HEADER = "X-Travi-Event-Type"
 
 
 class Channel(Protocol):
-    """What a delivery worker needs from a channel."""
+    """Interface of a channel, as the delivery workers use it."""
 
     name: str
     kinds: frozenset[NotificationKind]

@@ -42,8 +42,10 @@ class EventConsumer:
         channels: Sequence[Channel],
         reports: ReportChannel | None,
         wake: Callable[[str], None],
+        settle_seconds: float = 0.0,
     ) -> None:
         self._db = db
+        self._settle_seconds = settle_seconds
         self._channels = list(channels)
         self._reports = reports
         self._wake = wake
@@ -97,7 +99,8 @@ class EventConsumer:
                     decisions[channel.name] = "nothing to send"
                     continue
                 added = await repository.enqueue(
-                    session, channel.name, notification, payload, coalesce=channel.coalesces
+                    session, channel.name, notification, payload,
+                    coalesce=channel.coalesces, settle_seconds=self._settle_seconds,
                 )
                 decisions[channel.name] = "queued" if added else "already logged or outdated"
             if self._reports is not None and _changes_report(notification, history):

@@ -59,6 +59,8 @@ class Delivery(Base):
     plan_key: Mapped[str] = mapped_column(String(36))
     notification_key: Mapped[str] = mapped_column(String(120))
     kind: Mapped[str] = mapped_column(String(20))
+    # Order of the message within its plan (see routing.STAGES); a plan's messages go out by it.
+    stage: Mapped[int] = mapped_column(Integer, default=0)
     environment: Mapped[str] = mapped_column(String(63))
     service: Mapped[str] = mapped_column(String(63))
     source_event_id: Mapped[str] = mapped_column(String(36))

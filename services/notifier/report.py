@@ -1,8 +1,8 @@
 """The incident report of a finished rollback plan, rendered as Markdown from its events.
 
-The report follows the usual post-incident layout: date, duration, severity and summary; a
-timeline of detection, start, completion and restoration; root cause and impact left for people
-to fill in; the resolution; and action items.
+The report follows the usual post-incident layout. It starts with the date, duration, severity
+and summary, then a timeline of detection, start, completion and restoration. Root cause and
+impact are left for people to fill in, and the resolution and action items close it.
 
 Severity is derived, and people may change it when they review the report:
 
@@ -41,7 +41,7 @@ class TimelineEntry:
     """One row of the report's timeline."""
 
     at: datetime
-    what: str
+    description: str
 
 
 def _cell(text: str) -> str:
@@ -162,7 +162,7 @@ def render(plan_id: UUID, events: Sequence[NotifierEvent]) -> str | None:
         "",
         "| Time | Event |",
         "| --- | --- |",
-        *(f"| {_time(entry.at)} | {_cell(entry.what)} |" for entry in entries),
+        *(f"| {_time(entry.at)} | {_cell(entry.description)} |" for entry in entries),
         "",
         "## Root cause",
         "",

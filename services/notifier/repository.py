@@ -27,7 +27,7 @@ from services.notifier.retry import AttemptResult
 from services.notifier.routing import ConsumedEvent, Notification, NotifierEvent
 from shared.db import Database
 
-# Kinds that are not sent once the plan's outcome is queued on the channel: an event handled
+# Kinds that are not sent once the plan's outcome went out on the channel: an event handled
 # late (after a redelivery) would otherwise announce a start or a step after the finish.
 OUTDATED_AFTER_FINISH = frozenset({"created", "started", "step"})
 
@@ -35,7 +35,7 @@ _EVENT_ADAPTER: TypeAdapter[NotifierEvent] = TypeAdapter(ConsumedEvent)
 
 
 async def already_handled(session: AsyncSession, event_id: str) -> bool:
-    """Whether the consumer has handled ``event_id`` before."""
+    """Return whether the consumer has handled ``event_id`` before."""
     return await session.get(InboxEntry, event_id) is not None
 
 
@@ -83,6 +83,7 @@ async def enqueue(
     *,
     coalesce: bool,
     key: str | None = None,
+    settle_seconds: float = 0.0,
 ) -> bool:
     """Add a pending delivery unless the log already has (channel, plan, key) or the message
     is outdated; return whether it was added. With ``coalesce``, older pending messages with
@@ -97,10 +98,12 @@ async def enqueue(
     )
     if existing is not None:
         return False
-    if notification.kind in OUTDATED_AFTER_FINISH and await _finished_queued(
+
+    if notification.kind in OUTDATED_AFTER_FINISH and await _finished_sent(
         session, channel, notification.plan_key
     ):
         return False
+
     coalesce_key = notification.coalesce_key if coalesce else None
     now = time.time()
     if coalesce_key is not None:
@@ -114,12 +117,14 @@ async def enqueue(
             )
             .values(status=SUPERSEDED, finished_at=now)
         )
+
     session.add(
         Delivery(
             channel=channel,
             plan_key=notification.plan_key,
             notification_key=notification_key,
             kind=notification.kind,
+            stage=notification.stage,
             environment=notification.environment,
             service=notification.service,
             source_event_id=str(notification.event.event_id),
@@ -128,20 +133,22 @@ async def enqueue(
             status=PENDING,
             attempts=0,
             failures=0,
-            next_attempt_at=now,
+            next_attempt_at=now + settle_seconds,
             created_at=now,
         )
     )
     return True
 
 
-async def _finished_queued(session: AsyncSession, channel: str, plan_key: str) -> bool:
+async def _finished_sent(session: AsyncSession, channel: str, plan_key: str) -> bool:
+    """Return whether the plan's outcome has already gone out (or been given up)."""
     return (
         await session.scalar(
             select(Delivery.id).where(
                 Delivery.channel == channel,
                 Delivery.plan_key == plan_key,
                 Delivery.notification_key == "finished",
+                Delivery.status != PENDING,
             )
         )
         is not None
@@ -187,12 +194,25 @@ class DeliveryStore:
             )
 
     async def head(self, channel: str) -> Delivery | None:
-        """Return the channel's oldest pending delivery; deliveries go out in order."""
+        """Return the delivery to send next: the oldest pending one, or an earlier stage of
+        the same plan that was handled later (a start queued after its plan's outcome)."""
         async with self.db.sessions() as session:
-            return await session.scalar(
+            oldest = await session.scalar(
                 select(Delivery)
                 .where(Delivery.channel == channel, Delivery.status == PENDING)
                 .order_by(Delivery.id)
+                .limit(1)
+            )
+            if oldest is None or oldest.plan_key == "-":
+                return oldest
+            return await session.scalar(
+                select(Delivery)
+                .where(
+                    Delivery.channel == channel,
+                    Delivery.status == PENDING,
+                    Delivery.plan_key == oldest.plan_key,
+                )
+                .order_by(Delivery.stage, Delivery.id)
                 .limit(1)
             )
 

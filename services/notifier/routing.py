@@ -1,4 +1,4 @@
-"""What a rollback event means to people, and which channels get it.
+"""Classification of rollback events into notifications, and the filter of each channel.
 
 Each consumed event becomes one :class:`Notification` with a kind (started, completed, failed,
 escalation and so on) and a ``key``. The delivery log is unique on (channel, plan, key), so the
@@ -70,9 +70,23 @@ ConsumedEvent = Annotated[
 ]
 
 
+# Order of a plan's messages on a channel. Events of one plan may be handled out of order (by
+# two replicas, or after a redelivery), so a worker sends a plan's pending messages by stage.
+STAGES: dict[str, int] = {
+    "created": 0,
+    "started": 1,
+    "step": 2,
+    "suppressed": 3,
+    "escalation": 3,
+    "completed": 4,
+    "failed": 4,
+    "cancelled": 4,
+}
+
+
 @dataclass(frozen=True)
 class Notification:
-    """One event as people are told about it."""
+    """A rollback event as a message to people: its kind, its delivery-log key and its plan."""
 
     kind: NotificationKind
     key: str
@@ -83,6 +97,11 @@ class Notification:
     # Pending messages with the same coalesce key on a channel that coalesces are replaced by
     # the newest one, so a burst of progress becomes one post.
     coalesce_key: str | None = None
+
+    @property
+    def stage(self) -> int:
+        """The message's place among its plan's messages."""
+        return STAGES[self.kind]
 
     @property
     def plan_key(self) -> str:
@@ -131,7 +150,7 @@ def classify(event: NotifierEvent) -> Notification:
 
 
 def wants(kinds: Collection[NotificationKind], notification: Notification) -> bool:
-    """Whether a channel whose filter is ``kinds`` gets ``notification``."""
+    """Return whether a channel whose filter is ``kinds`` gets ``notification``."""
     return notification.kind in kinds
 
 

@@ -157,7 +157,11 @@ def create(context: ServiceContext) -> Service:
         for channel in [*channels, reports]
     }
     consumer = EventConsumer(
-        context.db, channels, reports, wake=lambda name: workers[name].wake()
+        context.db,
+        channels,
+        reports,
+        wake=lambda name: workers[name].wake(),
+        settle_seconds=settings.notifier.settle_seconds,
     )
     subscribe(
         context.broker,

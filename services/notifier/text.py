@@ -1,8 +1,8 @@
 """Slack text rules: escaping and truncation that keep a message valid.
 
-Slack treats ``&``, ``<`` and ``>`` as control characters (``<!channel>`` pings a whole channel,
-``<url|label>`` is a link) and decodes ``&amp;``, ``&lt;`` and ``&gt;`` back for display, so every
-text from events is escaped, in ``plain_text`` objects as well as in mrkdwn. Block Kit rejects a
+Slack treats ``&``, ``<`` and ``>`` as control characters: ``<!channel>`` pings a whole channel
+and ``<url|label>`` is a link. It decodes ``&amp;``, ``&lt;`` and ``&gt;`` back for display, so
+every text from events is escaped, in ``plain_text`` objects as well as in mrkdwn. Block Kit rejects a
 block whose text is over its limit, so text is cut to fit with the marker counted in the limit,
 never inside an entity or inside a user-perceived character. Lengths are counted in Unicode
 code points.
@@ -41,7 +41,7 @@ def _has_surrogate(text: str) -> bool:
 
 
 def _joins_previous(char: str) -> bool:
-    """Whether ``char`` belongs to the character before it (a combining mark and the like)."""
+    """Return whether ``char`` joins the character before it, like a combining mark."""
     if char == _ZERO_WIDTH_JOINER or unicodedata.combining(char):
         return True
     if unicodedata.category(char) in {"Mn", "Me", "Mc"}:

@@ -23,7 +23,7 @@ INCIDENTS = re.compile(r"^/v1/pages/(?P<page>[^/]+)/incidents(?:/(?P<incident>[^
 
 
 class FakeStatuspage(RecordingServer):
-    """Answers like the Statuspage REST API for one page."""
+    """Imitates the Statuspage REST API for one page."""
 
     def __init__(
         self, page_id: str = "page1", api_key: str = "statuspage-key", port: int = 0
@@ -43,7 +43,7 @@ class FakeStatuspage(RecordingServer):
         return f"{self.url}/v1"
 
     def reply_for(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
-        """Answer a scripted reply, 503 while down, or handle the incident request."""
+        """Return a scripted reply, 503 while down, or the result of the incident request."""
         scripted = self.next_scripted()
         if scripted is not None:
             return scripted

@@ -264,6 +264,7 @@ async def test_failed_rollback_sent_after_started_failed(
     await wait_until(lambda: len(slack.received(500)) == 2)
     await send(runtime, events.finished(created, "failed"))
     await wait_until(lambda: len(texts_starting(slack, "Rollback failed", 200)) == 1)
+    await wait_until(lambda: _all_sent(runtime, "slack"))
 
     assert texts_starting(slack, "Rollback started", 200) == []
     failed = texts_starting(slack, "Rollback failed", 200)[0].json()
@@ -412,3 +413,29 @@ async def test_completed_rollback_all_channels(
     stored = IncidentReportStored.model_validate_json(messages[0].data)
     assert stored.plan_id == created.plan_id
     assert stored.markdown == markdown
+
+
+@BOTH_DATABASES
+async def test_two_replicas_send_once(slack, notifier_settings, notifiers):
+    settings = notifier_settings(
+        slack_webhook_url=slack.webhook_url,
+        slack_min_interval_seconds=0.1,
+        slack_events=["started", "completed", "escalation"],
+    )
+    first = await notifiers.start(settings)
+    await notifiers.start(settings)
+    plans = [events.plan(service=f"svc-{index}") for index in range(3)]
+    for created in plans:
+        await send(first, events.execute(created))
+        await send(first, events.finished(created))
+    await send(first, events.suppressed("loop_guard"))
+    await wait_until(lambda: len(slack.received(200)) == 7)
+    await wait_until(lambda: _consumer_idle(first))
+    await asyncio.sleep(0.5)  # time for a second copy to show up
+
+    texts = [item.json()["text"] for item in slack.received()]
+    assert len(texts) == 7
+    assert len(set(texts)) == 7
+    for created in plans:
+        ours = [text for text in texts if str(created.plan_id) in text]
+        assert [text.split(":")[0] for text in ours] == ["Rollback started", "Rollback completed"]

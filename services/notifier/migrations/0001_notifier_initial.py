@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("plan_key", sa.String(36), nullable=False),
         sa.Column("notification_key", sa.String(120), nullable=False),
         sa.Column("kind", sa.String(20), nullable=False),
+        sa.Column("stage", sa.Integer, nullable=False),
         sa.Column("environment", sa.String(63), nullable=False),
         sa.Column("service", sa.String(63), nullable=False),
         sa.Column("source_event_id", sa.String(36), nullable=False),
