@@ -34,8 +34,15 @@ EVENTS_PER_PLAN = 17
 
 def plan(index: int) -> PlanCreated:
     return PlanCreated(
-        plan_id=uuid.uuid4(), environment="production", service=f"svc-{index}", from_version="v2",
-        to_version="v1", trigger="manual", trigger_type="manual", actor="bench", created_at=utc_now(),
+        plan_id=uuid.uuid4(),
+        environment="production",
+        service=f"svc-{index}",
+        from_version="v2",
+        to_version="v1",
+        trigger="manual",
+        trigger_type="manual",
+        actor="bench",
+        created_at=utc_now(),
     )
 
 
@@ -45,8 +52,13 @@ async def baseline(url: str, count: int) -> float:
     await declare_streams(broker, Settings())
     started = time.perf_counter()
     for index in range(count):
-        event = StepChanged(plan_id=uuid.uuid4(), environment="production", service=f"svc-{index}",
-                            step="notify", status="running")
+        event = StepChanged(
+            plan_id=uuid.uuid4(),
+            environment="production",
+            service=f"svc-{index}",
+            step="notify",
+            status="running",
+        )
         await publish(broker, "rollback.step.production.bench", event)
     elapsed = time.perf_counter() - started
     await broker.stop()
@@ -81,8 +93,12 @@ async def run_plans(url: str, database_url: str, state: Path, count: int) -> flo
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plans", type=int, default=100, help="Plans to run.")
-    parser.add_argument("--database-url", help="Database URL (default: SQLite in a temporary folder).")
-    parser.add_argument("--profile", action="store_true", help="Print the top functions by cumulative time.")
+    parser.add_argument(
+        "--database-url", help="Database URL (default: SQLite in a temporary folder)."
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="Print the top functions by cumulative time."
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder, EmbeddedNats(Path(folder) / "nats") as server:
         database_url = args.database_url or f"sqlite:///{folder}/travi.db"
@@ -94,10 +110,14 @@ async def main() -> None:
         if profiler:
             profiler.disable()
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
-    print(f"baseline: {args.plans * EVENTS_PER_PLAN} publishes in {base:.2f} s "
-          f"({args.plans / base:.1f} plans' worth of events per second)")
-    print(f"executor: {args.plans} plans in {elapsed:.2f} s ({args.plans / elapsed:.1f} plans/s); "
-          f"{elapsed / base:.1f} times the baseline")
+    print(
+        f"baseline: {args.plans * EVENTS_PER_PLAN} publishes in {base:.2f} s "
+        f"({args.plans / base:.1f} plans' worth of events per second)"
+    )
+    print(
+        f"executor: {args.plans} plans in {elapsed:.2f} s ({args.plans / elapsed:.1f} plans/s); "
+        f"{elapsed / base:.1f} times the baseline"
+    )
 
 
 if __name__ == "__main__":

@@ -6,13 +6,14 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from shared.settings import DriverConfig, Settings
-
 from services.executor.drivers.base import Target
 from services.executor.errors import ConfigurationError, StepFailed
+from shared.settings import DriverConfig, Settings
 
 
-def backup_arguments(settings: Settings, config: DriverConfig, target: Target) -> tuple[str, Path, str | None, int]:
+def backup_arguments(
+    settings: Settings, config: DriverConfig, target: Target
+) -> tuple[str, Path, str | None, int]:
     """Return the database URL, folder, table and number kept for a service's backup.
 
     The service's driver options win (``backup_database_url``, ``backup_directory``,
@@ -41,7 +42,9 @@ async def back_up(settings: Settings, config: DriverConfig, target: Target) -> A
     try:
         from shared.backup import create_backup
     except ImportError as exc:
-        raise StepFailed(f"backup_before_switch is set but the backup library is missing: {exc}") from exc
+        raise StepFailed(
+            f"backup_before_switch is set but the backup library is missing: {exc}"
+        ) from exc
     try:
         url, directory, table, keep = backup_arguments(settings, config, target)
     except ConfigurationError as exc:
@@ -49,4 +52,6 @@ async def back_up(settings: Settings, config: DriverConfig, target: Target) -> A
     try:
         return await asyncio.to_thread(create_backup, url, directory, table=table, keep=keep)
     except Exception as exc:  # noqa: BLE001 - the step reports any backup failure.
-        raise StepFailed(f"database backup before the switch failed: {type(exc).__name__}: {exc}") from exc
+        raise StepFailed(
+            f"database backup before the switch failed: {type(exc).__name__}: {exc}"
+        ) from exc

@@ -8,12 +8,11 @@ from typing import Any
 from faststream.nats import NatsBroker, NatsMessage
 from pydantic import ValidationError
 
+from services.executor.executor import Executor
+from services.executor.metrics import INVALID_COMMANDS
 from shared.bus import CANCEL_SUBJECT, EXECUTE_SUBJECT, dead_letter, describe_validation_error
 from shared.contracts import CancelPlan, ExecutePlan
 from shared.logs import bind
-
-from services.executor.executor import Executor
-from services.executor.metrics import INVALID_COMMANDS
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +37,12 @@ class CommandHandler:
         except ValidationError as exc:
             await self._reject(subject, msg, describe_validation_error(exc))
             return
-        with bind(plan_id=command.plan.plan_id, service=command.plan.service,
-                  environment=command.plan.environment, event_id=command.event_id):
+        with bind(
+            plan_id=command.plan.plan_id,
+            service=command.plan.service,
+            environment=command.plan.environment,
+            event_id=command.event_id,
+        ):
             if isinstance(command, ExecutePlan):
                 await self.executor.execute(command)
             else:

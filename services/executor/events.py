@@ -12,6 +12,8 @@ from typing import Protocol
 
 from faststream.nats import NatsBroker
 
+from services.executor.repository import PlanState
+from services.executor.sequence import event_id, step_event_name
 from shared.bus import publish
 from shared.contracts import (
     Contract,
@@ -22,9 +24,6 @@ from shared.contracts import (
     StepName,
 )
 from shared.names import subject
-
-from services.executor.repository import PlanState
-from services.executor.sequence import event_id, step_event_name
 
 
 class EventSink(Protocol):
@@ -82,7 +81,9 @@ def plan_finished(state: PlanState) -> tuple[str, PlanFinished]:
     duration_ms = None
     if state.started_at is not None:
         duration_ms = max((state.finished_at - state.started_at).total_seconds() * 1000, 0.0)
-    actor = state.cancel_actor if state.outcome == "cancelled" and state.cancel_actor else state.actor
+    actor = (
+        state.cancel_actor if state.outcome == "cancelled" and state.cancel_actor else state.actor
+    )
     event = PlanFinished(
         event_id=event_id(plan.plan_id, "outcome"),
         occurred_at=state.finished_at,

@@ -15,11 +15,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.contracts import STEP_NAMES, PlanCreated, StepName
-from shared.db import Database
-
 from services.executor.errors import LeaseLost
 from services.executor.models import PlanRow, StepRow
+from shared.contracts import STEP_NAMES, PlanCreated, StepName
+from shared.db import Database
 
 # A heartbeat this old is stale for any setting; written when an executor hands a plan back.
 RELEASED_HEARTBEAT = datetime(1970, 1, 1, tzinfo=UTC)
@@ -67,7 +66,7 @@ class PlanState:
 
 @dataclass(frozen=True)
 class CancelRequest:
-    """Who cancelled a plan and why."""
+    """The actor and reason of a recorded cancel."""
 
     actor: str
     reason: str
@@ -103,7 +102,13 @@ class ExecutorRepository:
         self.db = db
 
     async def claim(
-        self, plan: PlanCreated, *, actor: str, owner: str, trace_context: dict[str, str], now: datetime
+        self,
+        plan: PlanCreated,
+        *,
+        actor: str,
+        owner: str,
+        trace_context: dict[str, str],
+        now: datetime,
     ) -> ClaimResult:
         """Insert the plan as in progress and owned by ``owner``, unless a row exists already.
 
@@ -175,7 +180,9 @@ class ExecutorRepository:
             )
             if result.rowcount:
                 return "requested"
-            status = await connection.scalar(select(PlanRow.status).where(PlanRow.plan_id == plan_id))
+            status = await connection.scalar(
+                select(PlanRow.status).where(PlanRow.plan_id == plan_id)
+            )
         return "requested" if status == "in_progress" else "finished"
 
     async def load(self, plan_id: str) -> PlanState | None:
@@ -221,10 +228,14 @@ class ExecutorRepository:
             },
         )
 
-    async def _fence(self, connection: AsyncConnection, plan_id: str, lease: int, **values: object) -> None:
+    async def _fence(
+        self, connection: AsyncConnection, plan_id: str, lease: int, **values: object
+    ) -> None:
         result = await connection.execute(
             update(PlanRow)
-            .where(PlanRow.plan_id == plan_id, PlanRow.lease == lease, PlanRow.status == "in_progress")
+            .where(
+                PlanRow.plan_id == plan_id, PlanRow.lease == lease, PlanRow.status == "in_progress"
+            )
             .values(**values)
         )
         if result.rowcount != 1:
@@ -233,8 +244,9 @@ class ExecutorRepository:
     async def _cancel(self, connection: AsyncConnection, plan_id: str) -> CancelRequest | None:
         row = (
             await connection.execute(
-                select(PlanRow.cancel_requested_at, PlanRow.cancel_actor, PlanRow.cancel_reason)
-                .where(PlanRow.plan_id == plan_id)
+                select(
+                    PlanRow.cancel_requested_at, PlanRow.cancel_actor, PlanRow.cancel_reason
+                ).where(PlanRow.plan_id == plan_id)
             )
         ).one()
         if row.cancel_requested_at is None:
@@ -356,10 +368,19 @@ class ExecutorRepository:
             await self._fence(connection, plan_id, lease, error=error, heartbeat_at=now)
 
     async def finish(
-        self, plan_id: str, lease: int, *, outcome: str, watch_until: datetime | None, published: bool
+        self,
+        plan_id: str,
+        lease: int,
+        *,
+        outcome: str,
+        watch_until: datetime | None,
+        published: bool,
     ) -> None:
-        """Close the plan: its status becomes its outcome; ``published`` tells whether the
-        notify step sent it (when not, the sweeper publishes it later)."""
+        """Close the plan: its status becomes its outcome.
+
+        ``published`` is False when the notify step could not send the outcome, so the sweeper
+        publishes it later.
+        """
         async with self.db.engine.begin() as connection:
             await self._fence(
                 connection,
@@ -426,9 +447,7 @@ class ExecutorRepository:
         """Record that a finished plan's outcome is on the bus."""
         async with self.db.engine.begin() as connection:
             await connection.execute(
-                update(PlanRow)
-                .where(PlanRow.plan_id == plan_id)
-                .values(outcome_published=True)
+                update(PlanRow).where(PlanRow.plan_id == plan_id).values(outcome_published=True)
             )
 
     async def watched_plans(

@@ -1,9 +1,10 @@
 """Run one plan's steps in order, with timeouts, retries, compensation and a heartbeat.
 
 A :class:`PlanRunner` starts from the stored state of a plan: a fresh claim, or a takeover of
-a plan whose executor died. It runs the first unfinished step and those after it, records
-every step before and after it runs, resumes traffic that it or its predecessor paused
-whatever happens, and hands the outcome to the notifier in the notify step.
+a plan whose executor died. It runs the first unfinished step and those after it, and records
+every step before and after it runs. Traffic that it or its predecessor paused is resumed after
+a failure, a timeout or a cancel too; a resume that keeps failing is escalated. The notify step
+hands the outcome to the notifier.
 """
 
 from __future__ import annotations
@@ -22,10 +23,6 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from opentelemetry.trace import Tracer
 
-from shared.contracts import StepName, utc_now
-from shared.logs import bind
-from shared.settings import Settings, StepPolicy
-
 from services.executor import backup
 from services.executor.drivers.base import Target
 from services.executor.drivers.registry import Adapters, build_adapters
@@ -41,6 +38,9 @@ from services.executor.sequence import (
     cancel_interrupts,
     recover_switch,
 )
+from shared.contracts import StepName, utc_now
+from shared.logs import bind
+from shared.settings import Settings, StepPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ MAX_TAKEOVERS = 3
 
 @dataclass(frozen=True)
 class Result:
-    """How the steps before the notify step ended."""
+    """The outcome of the steps before notify, with the failed step and its error."""
 
     outcome: str
     failed_step: StepName | None = None
@@ -96,7 +96,11 @@ class PlanRunner:
         token = otel_context.attach(propagate.extract(self.state.trace_context))
         try:
             with (
-                bind(plan_id=self.plan_id, service=self.plan.service, environment=self.plan.environment),
+                bind(
+                    plan_id=self.plan_id,
+                    service=self.plan.service,
+                    environment=self.plan.environment,
+                ),
                 self.tracer.start_as_current_span(
                     "executor run plan",
                     attributes={"travi.plan_id": self.plan_id, "travi.lease": self.state.lease},
@@ -120,10 +124,13 @@ class PlanRunner:
                 logger.warning("Stopped plan %s: another executor took it over.", self.plan_id)
             elif isinstance(result, Exception):
                 # The heartbeat stops too, so another executor takes the plan over.
-                logger.error("Plan %s stopped on an unexpected error.", self.plan_id, exc_info=result)
+                logger.error(
+                    "Plan %s stopped on an unexpected error.", self.plan_id, exc_info=result
+                )
 
     async def _heartbeat(self) -> None:
         interval = self.settings.executor.heartbeat_seconds
+        failures = 0
         while True:
             await asyncio.sleep(interval)
             try:
@@ -131,8 +138,15 @@ class PlanRunner:
             except LeaseLost:
                 raise
             except Exception as exc:  # noqa: BLE001 - a missed beat is retried at the next one.
-                logger.warning("Heartbeat of plan %s failed: %s", self.plan_id, exc)
+                failures += 1
+                if failures == 1:
+                    logger.warning("Heartbeat of plan %s failed, retrying: %s", self.plan_id, exc)
                 continue
+            if failures:
+                logger.info(
+                    "Heartbeat of plan %s recovered after %d failures.", self.plan_id, failures
+                )
+                failures = 0
             if request is not None and not self.cancel_event.is_set():
                 self.request_cancel(request)
 
@@ -145,7 +159,10 @@ class PlanRunner:
 
     async def _forward(self) -> Result:
         if self.state.takeovers > MAX_TAKEOVERS:
-            step = next((n for n in FORWARD_STEPS if self.state.steps[n].status not in FINISHED_STATUSES), None)
+            step = next(
+                (n for n in FORWARD_STEPS if self.state.steps[n].status not in FINISHED_STATUSES),
+                None,
+            )
             return Result(
                 "failed",
                 step,
@@ -153,7 +170,9 @@ class PlanRunner:
                 "during it; it is failed so that it does not run again",
             )
         try:
-            self.adapters = build_adapters(self.settings.executor, self.plan.environment, self.plan.service)
+            self.adapters = build_adapters(
+                self.settings.executor, self.plan.environment, self.plan.service
+            )
         except Exception as exc:  # noqa: BLE001 - bad configuration fails the plan, not the service.
             return await self._fail_before_start(f"invalid driver configuration: {exc}")
 
@@ -180,14 +199,32 @@ class PlanRunner:
     async def _fail_before_start(self, error: str) -> Result:
         now = utc_now()
         await self.repo.step_finished(
-            self.plan_id, self.state.lease, "validate_target", status="failed", now=now, duration_ms=0.0, error=error
+            self.plan_id,
+            self.state.lease,
+            "validate_target",
+            status="failed",
+            now=now,
+            duration_ms=0.0,
+            error=error,
         )
         self.state.steps["validate_target"].status = "failed"
-        await self._emit(step_changed(self.plan, "validate_target", "failed", 1, started_at=now, finished_at=now, duration_ms=0.0, error=error))
+        await self._emit(
+            step_changed(
+                self.plan,
+                "validate_target",
+                "failed",
+                1,
+                started_at=now,
+                finished_at=now,
+                duration_ms=0.0,
+                error=error,
+            )
+        )
         return Result("failed", "validate_target", error)
 
     async def _recover_switch(self) -> Result | None:
-        """Resume a switch_version found running at a takeover, so it takes effect at most once."""
+        """Decide on a switch_version found running at a takeover, so the switch takes effect at
+        most once; return a failure Result, or None to go on."""
         assert self.adapters is not None
         driver = self.adapters.driver
         switched: bool | None = None
@@ -197,7 +234,9 @@ class PlanRunner:
             except Exception as exc:  # noqa: BLE001 - an unknown state is handled as unknown.
                 logger.warning("Could not read the switch state of plan %s: %s", self.plan_id, exc)
         decision = recover_switch(
-            started=self.state.switch_started, idempotent=driver.switch_is_idempotent, switched=switched
+            started=self.state.switch_started,
+            idempotent=driver.switch_is_idempotent,
+            switched=switched,
         )
         logger.info("Takeover found switch_version running; decision: %s.", decision.value)
         if decision is SwitchRecovery.RUN:
@@ -205,7 +244,10 @@ class PlanRunner:
         step = self.state.steps["switch_version"]
         now = utc_now()
         if decision is SwitchRecovery.MARK_SUCCEEDED:
-            note = "the previous executor stopped during the switch; the driver confirms the target is in place"
+            note = (
+                "the previous executor stopped during the switch, "
+                "and the driver confirms that the target is in place"
+            )
             await self._finish_step("switch_version", step.attempt, "succeeded", now, None, note)
             return None
         error = (
@@ -231,7 +273,14 @@ class PlanRunner:
                 return None
             if attempt < last:
                 delay = backoff_delay(policy, attempt)
-                logger.warning("Step %s failed (attempt %d of %d), retrying in %.1f s: %s", name, attempt, last, delay, error)
+                logger.warning(
+                    "Step %s failed (attempt %d of %d), retrying in %.1f s: %s",
+                    name,
+                    attempt,
+                    last,
+                    delay,
+                    error,
+                )
                 await asyncio.sleep(delay)
         logger.error("Step %s failed after %d attempts: %s", name, last - first + 1, error)
         return error
@@ -244,7 +293,12 @@ class PlanRunner:
         if interruptible and self.cancel_request is not None:
             raise PlanCancelled(self.cancel_request.actor, self.cancel_request.reason)
         request = await self.repo.step_started(
-            self.plan_id, self.state.lease, name, attempt, started_at, unless_cancelled=interruptible
+            self.plan_id,
+            self.state.lease,
+            name,
+            attempt,
+            started_at,
+            unless_cancelled=interruptible,
         )
         if request is not None:
             self.request_cancel(request)
@@ -264,7 +318,8 @@ class PlanRunner:
         except LeaseLost:
             raise
         except TimeoutError:
-            error = f"timed out after {time.monotonic() - clock:.1f} s (step timeout {policy.timeout_seconds:g} s)"
+            elapsed = time.monotonic() - clock
+            error = f"timed out after {elapsed:.1f} s (step timeout {policy.timeout_seconds:g} s)"
             if name == "verify_health" and self._last_health_error:
                 error += f"; last health check: {self._last_health_error}"
         except StepFailed as exc:
@@ -290,7 +345,13 @@ class PlanRunner:
         now = utc_now()
         duration_ms = (time.monotonic() - clock) * 1000 if clock is not None else None
         await self.repo.step_finished(
-            self.plan_id, self.state.lease, name, status=status, now=now, duration_ms=duration_ms, error=error
+            self.plan_id,
+            self.state.lease,
+            name,
+            status=status,
+            now=now,
+            duration_ms=duration_ms,
+            error=error,
         )
         step = self.state.steps[name]
         step.status, step.error = status, error
@@ -346,7 +407,7 @@ class PlanRunner:
         assert self.adapters is not None
         if self.adapters.config.backup_before_switch:
             info = await backup.back_up(self.settings, self.adapters.config, self.target)
-            logger.info("Backed up the database before the switch: %s.", info)
+            logger.info("Backed up the database before the switch to %s.", info.path)
         await self.repo.switch_started(self.plan_id, self.state.lease, utc_now())
         self.state.switch_started = True
         await self.adapters.driver.switch(self.target)
@@ -374,14 +435,23 @@ class PlanRunner:
             and not (name == "resume_traffic" and self.traffic_paused)
         ]
         if result.outcome != "completed":
-            reason = f"plan {result.outcome}" + (f" at {result.failed_step}" if result.failed_step else "")
+            reason = f"plan {result.outcome}" + (
+                f" at {result.failed_step}" if result.failed_step else ""
+            )
             await self.repo.skip_steps(self.plan_id, self.state.lease, pending, now, reason)
             for name in pending:
                 step = self.state.steps[name]
                 step.status = "skipped"
                 await self._emit(
-                    step_changed(self.plan, name, "skipped", max(step.attempt, 1), started_at=None,
-                                 finished_at=now, error=reason)
+                    step_changed(
+                        self.plan,
+                        name,
+                        "skipped",
+                        max(step.attempt, 1),
+                        started_at=None,
+                        finished_at=now,
+                        error=reason,
+                    )
                 )
         await self.repo.record_outcome(
             self.plan_id,
@@ -396,7 +466,12 @@ class PlanRunner:
             self.state.cancel_actor = self.cancel_request.actor
             self.state.cancel_reason = self.cancel_request.reason
         self.state.error, self.state.finished_at = result.error, now
-        logger.info("Plan %s %s%s.", self.plan_id, result.outcome, f": {result.error}" if result.error else "")
+        logger.info(
+            "Plan %s %s%s.",
+            self.plan_id,
+            result.outcome,
+            f": {result.error}" if result.error else "",
+        )
 
     async def _compensate(self) -> None:
         """Resume traffic that is still paused; a failure is added to the error and escalated."""
@@ -405,7 +480,9 @@ class PlanRunner:
         logger.info("Resuming the traffic of %s, which the plan paused.", self.plan.service)
         try:
             if self.adapters is None:
-                self.adapters = build_adapters(self.settings.executor, self.plan.environment, self.plan.service)
+                self.adapters = build_adapters(
+                    self.settings.executor, self.plan.environment, self.plan.service
+                )
         except Exception as exc:  # noqa: BLE001 - reported as a failed resume below.
             error: str | None = f"invalid driver configuration: {exc}"
         else:
@@ -416,10 +493,16 @@ class PlanRunner:
         combined = f"{self.state.error}; {message}" if self.state.error else message
         await self.repo.append_error(self.plan_id, self.state.lease, combined, utc_now())
         self.state.error = combined
-        await self._escalate("traffic_not_resumed", f"{self.plan.service} in {self.plan.environment}: {message}")
+        await self._escalate(
+            "traffic_not_resumed", f"{self.plan.service} in {self.plan.environment}: {message}"
+        )
 
     async def _notify_and_finish(self) -> None:
-        error = await self._run_step("notify") if self.state.steps["notify"].status != "succeeded" else None
+        error = (
+            await self._run_step("notify")
+            if self.state.steps["notify"].status != "succeeded"
+            else None
+        )
         watch_until = None
         if self.state.outcome == "completed" and self.settings.executor.watch_seconds > 0:
             watch_until = utc_now() + timedelta(seconds=self.settings.executor.watch_seconds)
@@ -444,7 +527,9 @@ class PlanRunner:
             await self.sink.send(*message)
         except Exception as exc:  # noqa: BLE001 - progress events must not stop a rollback.
             PUBLISH_FAILURES.labels(event=type(message[1]).__name__).inc()
-            logger.warning("Could not publish %s on %s: %s", type(message[1]).__name__, message[0], exc)
+            logger.warning(
+                "Could not publish %s on %s: %s", type(message[1]).__name__, message[0], exc
+            )
 
     async def _escalate(self, reason: str, detail: str) -> None:
         ESCALATIONS.labels(reason=reason).inc()

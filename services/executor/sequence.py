@@ -11,10 +11,9 @@ import enum
 import uuid
 from collections.abc import Mapping
 
+from services.executor.errors import ConfigurationError
 from shared.contracts import STEP_NAMES, StepName
 from shared.settings import StepPolicy
-
-from services.executor.errors import ConfigurationError
 
 # Namespace of the deterministic event ids the executor derives from a plan id.
 EVENT_NAMESPACE = uuid.UUID("6f1d2b9e-53c4-4a8e-9d0e-7c1f3a5b2e10")

@@ -8,15 +8,14 @@ from typing import Any
 from faststream.nats import NatsMessage
 from nats.js.api import DeliverPolicy
 
-from shared.bus import CANCEL_SUBJECT, EXECUTE_SUBJECT, ROLLBACK_STREAM, subscribe
-from shared.contracts import BreachDetected
-from shared.service import Service, ServiceContext
-
 from services.executor.commands import CONSUMER, CommandHandler
 from services.executor.events import BusSink
 from services.executor.executor import Executor
 from services.executor.repository import ExecutorRepository
 from services.executor.watch import WatchPeriod
+from shared.bus import CANCEL_SUBJECT, EXECUTE_SUBJECT, ROLLBACK_STREAM, subscribe
+from shared.contracts import BreachDetected
+from shared.service import Service, ServiceContext
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 WATCH_CONSUMER = "executor-watch"

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from shared.contracts import BreachDetected, utc_now
-
 from services.executor.events import EventSink, escalation
 from services.executor.metrics import ESCALATIONS
 from services.executor.repository import ExecutorRepository
+from shared.contracts import BreachDetected, utc_now
 
 logger = logging.getLogger(__name__)
 

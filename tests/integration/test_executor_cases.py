@@ -50,7 +50,11 @@ def command_config(tmp_path: Path, *, switch_exit: int = 0, drain_seconds: float
 
 
 def executor_settings(make_settings, nats_server, sqlite_url, services: dict, **executor: object):
-    values: dict[str, object] = {"heartbeat_seconds": 0.2, "stale_after_seconds": 5, "services": services}
+    values: dict[str, object] = {
+        "heartbeat_seconds": 0.2,
+        "stale_after_seconds": 5,
+        "services": services,
+    }
     values.update(executor)
     return make_settings(nats_url=nats_server.url, database_url=sqlite_url, executor=values)
 
@@ -102,9 +106,13 @@ async def test_cancel_during_drain(nats_server, make_settings, sqlite_url, tmp_p
     assert lines(tmp_path / "switches") == []
 
 
-async def test_drain_longer_than_ack_wait_runs_once(nats_server, make_settings, sqlite_url, tmp_path):
+async def test_drain_longer_than_ack_wait_runs_once(
+    nats_server, make_settings, sqlite_url, tmp_path
+):
     services = {"checkout": command_config(tmp_path, drain_seconds=2.5)}
-    settings = executor_settings(make_settings, nats_server, sqlite_url, services, ack_wait_seconds=1)
+    settings = executor_settings(
+        make_settings, nats_server, sqlite_url, services, ack_wait_seconds=1
+    )
     plan = plan_created()
 
     async with Runtime(settings, ["executor"]) as runtime, BusTap(nats_server.url) as tap:
@@ -135,8 +143,11 @@ async def test_trace_id_runs_into_outcome(nats_server, make_settings, sqlite_url
         await tap.wait_for_outcomes(1)
 
     trace_id = format(origin.get_span_context().trace_id, "032x")
-    published = [m for m in await read_stream(nats_server.url, "rollback.>")
-                 if m.subject.startswith(("rollback.step.", "rollback.outcome."))]
+    published = [
+        m
+        for m in await read_stream(nats_server.url, "rollback.>")
+        if m.subject.startswith(("rollback.step.", "rollback.outcome."))
+    ]
     assert len(published) == 17
     for message in published:
         assert trace_id in message.headers.get("traceparent", ""), message.subject
@@ -175,8 +186,14 @@ async def test_watch_period_escalates_breach(nats_server, make_settings, sqlite_
             await commander.execute(plan)
             await tap.wait_for_outcomes(1)
             for version in ("v9.9.9", "v1.1.0"):
-                breach = BreachDetected(environment="production", service="checkout", version=version,
-                                        trigger="error_rate", measured=0.3, threshold=0.1)
+                breach = BreachDetected(
+                    environment="production",
+                    service="checkout",
+                    version=version,
+                    trigger="error_rate",
+                    measured=0.3,
+                    threshold=0.1,
+                )
                 await publish(commander.broker, "rollback.breach.production.checkout", breach)
 
         async def escalated() -> bool:

@@ -38,7 +38,9 @@ def release_root(tmp_path: Path) -> Path:
 
 async def test_releases_switch_is_atomic_and_idempotent(release_root, tmp_path):
     restarts = tmp_path / "restarts"
-    driver = ReleasesDriver({"root": str(release_root), "restart": record(restarts, "{version}")}, "options")
+    driver = ReleasesDriver(
+        {"root": str(release_root), "restart": record(restarts, "{version}")}, "options"
+    )
 
     await driver.validate_target(target())
     assert await driver.is_switched(target()) is False
@@ -72,19 +74,27 @@ async def test_releases_cleanup_removes_bad_release(release_root):
 async def test_command_runs_without_shell(tmp_path):
     out = tmp_path / "out"
     script = "import sys; open(sys.argv[1], 'w').write(sys.argv[2])"
-    driver = CommandDriver({"switch": [sys.executable, "-c", script, str(out), "$(id) {service} {version}"]},
-                           "options")
+    driver = CommandDriver(
+        {"switch": [sys.executable, "-c", script, str(out), "$(id) {service} {version}"]}, "options"
+    )
     await driver.switch(target())
     assert out.read_text() == "$(id) checkout v1.1.0"
 
 
 async def test_command_failure_and_timeout(tmp_path):
-    failing = CommandDriver({"switch": [sys.executable, "-c", "import sys; sys.exit('no disk')"]}, "options")
+    failing = CommandDriver(
+        {"switch": [sys.executable, "-c", "import sys; sys.exit('no disk')"]}, "options"
+    )
     with pytest.raises(StepFailed, match="exited with code 1: no disk"):
         await failing.switch(target())
 
-    slow = CommandDriver({"switch": [sys.executable, "-c", "import time; time.sleep(30)"],
-                          "command_timeout_seconds": 0.3}, "options")
+    slow = CommandDriver(
+        {
+            "switch": [sys.executable, "-c", "import time; time.sleep(30)"],
+            "command_timeout_seconds": 0.3,
+        },
+        "options",
+    )
     with pytest.raises(TimeoutError):
         await slow.switch(target())
 
@@ -96,10 +106,16 @@ async def test_command_current_confirms_switch():
 
 
 def git(*args: str, cwd: Path) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -131,7 +147,9 @@ async def test_git_reverts_to_target_and_pushes(git_remote):
     head = git("rev-parse", "main", cwd=remote)
     await driver.switch(target())
 
-    assert git("rev-parse", "main^{tree}", cwd=remote) == git("rev-parse", "v1.1.0^{tree}", cwd=remote)
+    assert git("rev-parse", "main^{tree}", cwd=remote) == git(
+        "rev-parse", "v1.1.0^{tree}", cwd=remote
+    )
     assert git("rev-parse", "main", cwd=remote) == head
     assert "Roll back checkout" in git("log", "-1", "--format=%s", "main", cwd=remote)
     assert await driver.is_switched(target()) is True
@@ -162,7 +180,9 @@ async def test_http_driver_and_traffic():
 
 
 async def test_http_driver_unreachable_fails_step():
-    driver = HttpDriver({"base_url": f"http://127.0.0.1:{free_port()}", "timeout_seconds": 2}, "options")
+    driver = HttpDriver(
+        {"base_url": f"http://127.0.0.1:{free_port()}", "timeout_seconds": 2}, "options"
+    )
     with pytest.raises(StepFailed, match="ConnectError"):
         await driver.switch(target())
 
@@ -170,11 +190,14 @@ async def test_http_driver_unreachable_fails_step():
 async def test_command_traffic_counts_in_flight(tmp_path):
     count = tmp_path / "count"
     count.write_text("4\n")
-    traffic = CommandTraffic({
-        "pause": record(tmp_path / "traffic", "paused"),
-        "resume": record(tmp_path / "traffic", "resumed"),
-        "in_flight": [sys.executable, str(HELPERS / "in_flight.py"), str(count)],
-    }, "traffic_options")
+    traffic = CommandTraffic(
+        {
+            "pause": record(tmp_path / "traffic", "paused"),
+            "resume": record(tmp_path / "traffic", "resumed"),
+            "in_flight": [sys.executable, str(HELPERS / "in_flight.py"), str(count)],
+        },
+        "traffic_options",
+    )
     await traffic.pause(target())
     assert await traffic.in_flight(target()) == 4
     count.write_text("nope")

@@ -56,8 +56,14 @@ async def test_sigkill_after_pause_resumes(nats_server, tmp_path):
             },
         }
     }
-    env = executor_env(nats_server.url, f"sqlite:///{database}", tmp_path / "state",
-                       heartbeat_seconds="0.2", stale_after_seconds="1.5", services=services)
+    env = executor_env(
+        nats_server.url,
+        f"sqlite:///{database}",
+        tmp_path / "state",
+        heartbeat_seconds="0.2",
+        stale_after_seconds="1.5",
+        services=services,
+    )
     plan = plan_created()
     first = ExecutorProcess(env, tmp_path / "first.log").start()
     second = ExecutorProcess(env, tmp_path / "second.log")
@@ -100,8 +106,8 @@ async def test_sigkill_after_pause_resumes(nats_server, tmp_path):
 async def test_two_processes_switch_each_plan_once(nats_server, postgres_url, tmp_path):
     plans = [plan_created(service=f"svc-{index:03d}") for index in range(200)]
     with FakeDeployer() as deployer:
-        # Only the switch calls the deployer, to keep the test's wall time down on a small
-        # machine; the other calls and the traffic control are covered by the driver tests.
+        # Only the switch calls the deployer, which keeps the test short on a small machine.
+        # The driver tests cover the other calls and the traffic control.
         config = {
             "driver": "http",
             "options": {
@@ -110,8 +116,14 @@ async def test_two_processes_switch_each_plan_once(nats_server, postgres_url, tm
             },
         }
         services = {plan.service: config for plan in plans}
-        env = executor_env(nats_server.url, postgres_url, tmp_path / "state",
-                           heartbeat_seconds="1", stale_after_seconds="30", services=services)
+        env = executor_env(
+            nats_server.url,
+            postgres_url,
+            tmp_path / "state",
+            heartbeat_seconds="1",
+            stale_after_seconds="30",
+            services=services,
+        )
         replicas = [ExecutorProcess(env, tmp_path / f"replica-{n}.log").start() for n in range(2)]
         try:
             for replica in replicas:
@@ -132,5 +144,7 @@ async def test_two_processes_switch_each_plan_once(nats_server, postgres_url, tm
     assert {o["outcome"] for o in outcomes} == {"completed"}
     assert deployer.switches == {plan.service: 1 for plan in plans}
     with psycopg.connect(sync_url(postgres_url).replace("+psycopg", "")) as connection:
-        owners = connection.execute("SELECT count(DISTINCT owner) FROM executor_plans").fetchone()[0]
+        owners = connection.execute("SELECT count(DISTINCT owner) FROM executor_plans").fetchone()[
+            0
+        ]
     assert owners == 2

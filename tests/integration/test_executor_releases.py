@@ -1,8 +1,9 @@
-"""The releases driver end to end: ``current`` moves from v1.2.0 to v1.1.0 and the restarted
-app process answers its health check with the restored version."""
+"""The releases driver end to end: ``current`` moves from v1.2.0 to v1.1.0, and the restarted
+app process passes its health check with the restored version."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -27,8 +28,16 @@ from tests.integration.executor_helpers.harness import (
 
 pytestmark = pytest.mark.nats
 
-STEPS = ("validate_target", "pause_traffic", "drain_connections", "switch_version",
-         "verify_health", "resume_traffic", "cleanup", "notify")
+STEPS = (
+    "validate_target",
+    "pause_traffic",
+    "drain_connections",
+    "switch_version",
+    "verify_health",
+    "resume_traffic",
+    "cleanup",
+    "notify",
+)
 
 
 def wait_for_version(port: int, version: str, timeout: float = 20.0) -> None:
@@ -60,10 +69,8 @@ def releases(tmp_path: Path):
     yield root, port, restart
     pid_file = root / "app.pid"
     if pid_file.exists():
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(int(pid_file.read_text()), signal.SIGTERM)
-        except ProcessLookupError:
-            pass
 
 
 async def test_releases_switch_restarts_app(nats_server, make_settings, sqlite_url, releases):
@@ -79,8 +86,11 @@ async def test_releases_switch_restarts_app(nats_server, make_settings, sqlite_u
             "health_interval_seconds": 0.1,
         },
     }
-    settings = make_settings(nats_url=nats_server.url, database_url=sqlite_url,
-                             executor={"heartbeat_seconds": 0.2, "services": {"checkout": config}})
+    settings = make_settings(
+        nats_url=nats_server.url,
+        database_url=sqlite_url,
+        executor={"heartbeat_seconds": 0.2, "services": {"checkout": config}},
+    )
     plan = plan_created()
 
     async with Runtime(settings, ["executor"]), BusTap(nats_server.url) as tap:
@@ -95,8 +105,11 @@ async def test_releases_switch_restarts_app(nats_server, make_settings, sqlite_u
     assert response.status_code == 200
     assert response.json()["version"] == "v1.1.0"
     assert (root / "app.pid").read_text() != first_pid
-    ends = [b for b in bodies(await read_stream(nats_server.url, "rollback.step.>"))
-            if b["status"] == "succeeded"]
+    ends = [
+        b
+        for b in bodies(await read_stream(nats_server.url, "rollback.step.>"))
+        if b["status"] == "succeeded"
+    ]
     assert [b["step"] for b in ends] == list(STEPS)
     for body in ends:
         assert body["duration_ms"] is not None, body["step"]

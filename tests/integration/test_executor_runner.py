@@ -31,9 +31,15 @@ FAST_STEPS = {
 
 def plan_created(service: str = "checkout", **overrides: object) -> PlanCreated:
     values: dict[str, object] = {
-        "plan_id": uuid4(), "environment": "production", "service": service,
-        "from_version": "v1.2.0", "to_version": "v1.1.0", "trigger": "error_rate",
-        "trigger_type": "automatic", "actor": "detector", "created_at": utc_now(),
+        "plan_id": uuid4(),
+        "environment": "production",
+        "service": service,
+        "from_version": "v1.2.0",
+        "to_version": "v1.1.0",
+        "trigger": "error_rate",
+        "trigger_type": "automatic",
+        "actor": "detector",
+        "created_at": utc_now(),
     }
     values.update(overrides)
     return PlanCreated.model_validate(values)
@@ -58,7 +64,9 @@ def recorder() -> Recorder:
     return Recorder()
 
 
-def make_executor(repo, sink, recorder, *, drain_seconds: float = 0.0, **executor: object) -> Executor:
+def make_executor(
+    repo, sink, recorder, *, drain_seconds: float = 0.0, **executor: object
+) -> Executor:
     options = {"recorder": recorder, "drain_seconds": drain_seconds}
     values: dict[str, object] = {
         "heartbeat_seconds": 0.05,
@@ -68,7 +76,9 @@ def make_executor(repo, sink, recorder, *, drain_seconds: float = 0.0, **executo
     }
     values.update(executor)
     settings = Settings.model_validate({"executor": values})
-    return Executor(settings=settings, repo=repo, sink=sink, tracer=TracerProvider().get_tracer("test"))
+    return Executor(
+        settings=settings, repo=repo, sink=sink, tracer=TracerProvider().get_tracer("test")
+    )
 
 
 async def wait_for_status(repo, plan_id, status: str, timeout: float = 10.0):
@@ -214,8 +224,9 @@ async def crash_after_switch_started(repo, plan) -> None:
     await repo.claim(plan, actor="alice", owner="dead", trace_context={}, now=now)
     for step in ("validate_target", "pause_traffic", "drain_connections"):
         await repo.step_started(str(plan.plan_id), 1, step, 1, now)
-        await repo.step_finished(str(plan.plan_id), 1, step, status="succeeded", now=now,
-                                 duration_ms=1.0, error=None)
+        await repo.step_finished(
+            str(plan.plan_id), 1, step, status="succeeded", now=now, duration_ms=1.0, error=None
+        )
     await repo.step_started(str(plan.plan_id), 1, "switch_version", 1, now)
     await repo.switch_started(str(plan.plan_id), 1, now - timedelta(seconds=60))
     await repo.heartbeat(str(plan.plan_id), 1, now - timedelta(seconds=60))
@@ -298,7 +309,7 @@ async def test_stop_hands_plan_back(repo, recorder):
     first = make_executor(repo, sink, recorder, drain_seconds=30)
     plan = plan_created()
     await first.execute(ExecutePlan(plan=plan, actor="alice"))
-    while recorder.calls["pause"] == 0:
+    while (await repo.load(str(plan.plan_id))).steps["drain_connections"].status != "running":
         await asyncio.sleep(0.01)
     await first.stop()
 
@@ -311,9 +322,15 @@ async def test_stop_hands_plan_back(repo, recorder):
 
 
 def backup_executor(repo, sink, recorder, tmp_path, database_url: str) -> Executor:
-    options = {"recorder": recorder, "backup_database_url": database_url,
-               "backup_directory": str(tmp_path / "backups"), "backup_keep": 3}
-    config = DriverConfig(options=options, traffic_options={"recorder": recorder}, backup_before_switch=True)
+    options = {
+        "recorder": recorder,
+        "backup_database_url": database_url,
+        "backup_directory": str(tmp_path / "backups"),
+        "backup_keep": 3,
+    }
+    config = DriverConfig(
+        options=options, traffic_options={"recorder": recorder}, backup_before_switch=True
+    )
     return make_executor(repo, sink, recorder, services={"checkout": config})
 
 
@@ -336,7 +353,10 @@ async def test_backup_runs_before_switch(repo, recorder, tmp_path):
     backups = list_backups(tmp_path / "backups")
     assert len(backups) == 1
     assert "orders" in backups[0].tables
-    assert backups[0].created_at <= (await repo.load(str(plan.plan_id))).steps["switch_version"].finished_at
+    assert (
+        backups[0].created_at
+        <= (await repo.load(str(plan.plan_id))).steps["switch_version"].finished_at
+    )
     assert recorder.calls["switch"] == 1
 
 
@@ -353,3 +373,24 @@ async def test_failed_backup_stops_switch(repo, recorder, tmp_path):
     assert recorder.calls["switch"] == 0
     assert recorder.paused is False
     assert not state.switch_started
+
+
+async def test_plan_taken_over_too_often_fails(repo, recorder):
+    plan = plan_created()
+    await crash_after_switch_started(repo, plan)
+    plan_id = str(plan.plan_id)
+    for lease in (1, 2, 3, 4):
+        later = utc_now() + timedelta(seconds=60)
+        assert await repo.take_over(plan_id, lease, owner="dying", now=utc_now(), cutoff=later)
+        await repo.release(plan_id, lease + 1)
+    recorder.paused = True
+    sink = ListSink()
+    executor = make_executor(repo, sink, recorder)
+
+    await executor.sweep_once()
+    state = await wait_for_status(repo, plan.plan_id, "failed")
+
+    assert state.takeovers == 5
+    assert "taken over 5 times" in state.error
+    assert recorder.calls["switch"] == 0
+    assert recorder.paused is False

@@ -71,12 +71,23 @@ def test_event_id_is_deterministic():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("service", "../etc"), ("service", "a/b"), ("environment", "Prod"),
-     ("to_version", "v1;rm"), ("to_version", "v1/../x"), ("from_version", "$(id)")],
+    [
+        ("service", "../etc"),
+        ("service", "a/b"),
+        ("environment", "Prod"),
+        ("to_version", "v1;rm"),
+        ("to_version", "v1/../x"),
+        ("from_version", "$(id)"),
+    ],
 )
 def test_target_rejects_unsafe_names(field, value):
-    values = {"environment": "production", "service": "checkout", "from_version": "v1.2.0",
-              "to_version": "v1.1.0", field: value}
+    values = {
+        "environment": "production",
+        "service": "checkout",
+        "from_version": "v1.2.0",
+        "to_version": "v1.1.0",
+        field: value,
+    }
     with pytest.raises(InvalidName):
         Target(**values)
 
@@ -89,10 +100,12 @@ def test_fill_replaces_placeholders_only():
 
 
 def test_config_prefers_environment_key():
-    settings = ExecutorSettings(services={
-        "checkout": DriverConfig(driver="none"),
-        "staging/checkout": DriverConfig(driver="command", options={"switch": ["true"]}),
-    })
+    settings = ExecutorSettings(
+        services={
+            "checkout": DriverConfig(driver="none"),
+            "staging/checkout": DriverConfig(driver="command", options={"switch": ["true"]}),
+        }
+    )
     assert config_for(settings, "staging", "checkout")[0] == "staging/checkout"
     assert config_for(settings, "production", "checkout")[0] == "checkout"
     assert config_for(settings, "production", "cart")[0] == "default"
@@ -104,9 +117,15 @@ def test_config_prefers_environment_key():
     [
         ({"Checkout": {}}, "invalid key"),
         ({"checkout": {"driver": "releases"}}, "root is missing"),
-        ({"checkout": {"driver": "command", "options": {"switch": "deploy.sh {version}"}}}, "list of strings"),
+        (
+            {"checkout": {"driver": "command", "options": {"switch": "deploy.sh {version}"}}},
+            "list of strings",
+        ),
         ({"checkout": {"driver": "http", "options": {"base_url": "ftp://x"}}}, "http"),
-        ({"checkout": {"traffic": "command", "traffic_options": {"pause": ["true"]}}}, "resume is missing"),
+        (
+            {"checkout": {"traffic": "command", "traffic_options": {"pause": ["true"]}}},
+            "resume is missing",
+        ),
     ],
 )
 def test_invalid_driver_settings_fail_at_start(services, message):

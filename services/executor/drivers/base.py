@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -22,10 +23,9 @@ from urllib.parse import quote
 import certifi
 import httpx
 
+from services.executor.errors import ConfigurationError, StepFailed
 from shared.contracts import PlanCreated
 from shared.names import validate_name, validate_version
-
-from services.executor.errors import ConfigurationError, StepFailed
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ OUTPUT_TAIL = 1000
 
 @dataclass(frozen=True)
 class Target:
-    """What a plan rolls back: one service in one environment, from one version to another."""
+    """The service, environment and versions of a rollback."""
 
     environment: str
     service: str
@@ -55,7 +55,7 @@ class Target:
         return cls(plan.environment, plan.service, plan.from_version, plan.to_version)
 
     def placeholders(self, *, for_url: bool = False) -> dict[str, str]:
-        """Return the values of ``{environment}``, ``{service}``, ``{version}``, ``{from_version}``."""
+        """Return the value of each placeholder, such as ``{service}`` and ``{version}``."""
         values = {
             "{environment}": self.environment,
             "{service}": self.service,
@@ -75,12 +75,16 @@ def fill(template: str, target: Target, *, for_url: bool = False) -> str:
     return result
 
 
-def argv_option(options: Mapping[str, Any], key: str, where: str, *, required: bool = False) -> list[str] | None:
+def argv_option(
+    options: Mapping[str, Any], key: str, where: str, *, required: bool = False
+) -> list[str] | None:
     """Return the argument list ``options[key]``, checking that it is a list of strings."""
     value = options.get(key)
     if value is None:
         if required:
-            raise ConfigurationError(f"{where}.{key} is missing: give the command as a list of arguments")
+            raise ConfigurationError(
+                f"{where}.{key} is missing: give the command as a list of arguments"
+            )
         return None
     if not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value):
         raise ConfigurationError(
@@ -94,7 +98,9 @@ def number_option(options: Mapping[str, Any], key: str, default: float, where: s
     """Return the positive number ``options[key]``, or ``default``."""
     value = options.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigurationError(f"invalid {where}.{key} {value!r}: give a positive number of seconds")
+        raise ConfigurationError(
+            f"invalid {where}.{key} {value!r}: give a positive number of seconds"
+        )
     return float(value)
 
 
@@ -132,17 +138,17 @@ async def run_command(
     if process.returncode != 0:
         tail = stderr.decode(errors="replace")[-OUTPUT_TAIL:].strip()
         detail = f": {tail}" if tail else " and wrote nothing to stderr"
-        raise StepFailed(f"command {' '.join(filled)[:300]} exited with code {process.returncode}{detail}")
+        raise StepFailed(
+            f"command {' '.join(filled)[:300]} exited with code {process.returncode}{detail}"
+        )
     return stdout.decode(errors="replace")
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:
     if process.returncode is not None:
         return
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 @functools.cache
@@ -162,15 +168,19 @@ def http_client(timeout: float, headers: Mapping[str, str] | None = None) -> htt
 async def probe_http(
     client: httpx.AsyncClient, url: str, *, expect: str | None = None, method: str = "GET"
 ) -> httpx.Response:
-    """Call ``url``; a 2xx response (containing ``expect`` when given) passes, anything else raises."""
+    """Call ``url`` and return a 2xx response (containing ``expect`` when given), else raise."""
     try:
         response = await client.request(method, url)
     except httpx.HTTPError as exc:
         raise StepFailed(f"{method} {url} failed: {type(exc).__name__}: {exc}") from exc
     if not response.is_success:
-        raise StepFailed(f"{method} {url} returned HTTP {response.status_code}: {response.text[:300]}")
+        raise StepFailed(
+            f"{method} {url} returned HTTP {response.status_code}: {response.text[:300]}"
+        )
     if expect is not None and expect not in response.text:
-        raise StepFailed(f"{method} {url} returned a body without {expect!r}: {response.text[:300]}")
+        raise StepFailed(
+            f"{method} {url} returned a body without {expect!r}: {response.text[:300]}"
+        )
     return response
 
 

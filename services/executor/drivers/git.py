@@ -36,13 +36,17 @@ class GitDriver(DeploymentDriver):
     def __init__(self, options: Mapping[str, Any], where: str) -> None:
         repository = options.get("repository")
         if not isinstance(repository, str) or not repository:
-            raise ConfigurationError(f"{where}.repository is missing: give the path of a working clone")
+            raise ConfigurationError(
+                f"{where}.repository is missing: give the path of a working clone"
+            )
         self.repository = str(Path(repository))
         self.remote = self._plain(options.get("remote", "origin"), f"{where}.remote")
         self.branch = self._plain(options.get("branch", "main"), f"{where}.branch")
         self.ref_template = str(options.get("ref_template", "{version}"))
         if self.ref_template.startswith("-"):
-            raise ConfigurationError(f"invalid {where}.ref_template {self.ref_template!r}: it may not start with '-'")
+            raise ConfigurationError(
+                f"invalid {where}.ref_template {self.ref_template!r}: it may not start with '-'"
+            )
         self.env = {
             "GIT_AUTHOR_NAME": str(options.get("author_name", "TRAVI rollback")),
             "GIT_AUTHOR_EMAIL": str(options.get("author_email", "travi@localhost")),
@@ -68,12 +72,16 @@ class GitDriver(DeploymentDriver):
 
     async def _commit(self, ref: str, target: Target) -> str:
         try:
-            return await self._git("rev-parse", "--verify", "--end-of-options", f"{ref}^{{commit}}", target=target)
+            return await self._git(
+                "rev-parse", "--verify", "--end-of-options", f"{ref}^{{commit}}", target=target
+            )
         except StepFailed as exc:
             raise StepFailed(f"git ref {ref!r} not found in {self.repository}: {exc}") from exc
 
     async def _tree(self, ref: str, target: Target) -> str:
-        return await self._git("rev-parse", "--verify", "--end-of-options", f"{ref}^{{tree}}", target=target)
+        return await self._git(
+            "rev-parse", "--verify", "--end-of-options", f"{ref}^{{tree}}", target=target
+        )
 
     async def _bad_commit(self, target: Target) -> str:
         if target.from_version is None:
@@ -81,21 +89,29 @@ class GitDriver(DeploymentDriver):
         return await self._commit(self._ref(target.from_version, target), target)
 
     async def validate_target(self, target: Target) -> None:
-        """Check that the target's ref exists, precedes the bad version, and differs from the branch."""
+        """Check that the target's ref exists, precedes the bad version and differs from the
+        branch."""
         await self._git("fetch", "--tags", self.remote, target=target)
         good = await self._commit(self._ref(target.to_version, target), target)
         bad = await self._bad_commit(target)
         try:
             await self._git("merge-base", "--is-ancestor", good, bad, target=target)
         except StepFailed as exc:
-            raise StepFailed(f"{target.to_version} ({good[:12]}) is not an ancestor of the bad version ({bad[:12]})") from exc
+            raise StepFailed(
+                f"{target.to_version} ({good[:12]}) is not an ancestor of the bad version "
+                f"({bad[:12]})"
+            ) from exc
         if await self.is_switched(target):
-            raise StepFailed(f"{self.remote}/{self.branch} already has the tree of {target.to_version}")
+            raise StepFailed(
+                f"{self.remote}/{self.branch} already has the tree of {target.to_version}"
+            )
 
     async def switch(self, target: Target) -> None:
         """Revert ``<target>..<bad>`` in one commit on the branch and push it."""
         await self._git("fetch", "--tags", self.remote, target=target)
-        await self._git("checkout", "-B", self.branch, f"{self.remote}/{self.branch}", target=target)
+        await self._git(
+            "checkout", "-B", self.branch, f"{self.remote}/{self.branch}", target=target
+        )
         good = await self._commit(self._ref(target.to_version, target), target)
         if await self._tree("HEAD", target) != await self._tree(good, target):
             bad = await self._bad_commit(target)
@@ -112,7 +128,9 @@ class GitDriver(DeploymentDriver):
     async def is_switched(self, target: Target) -> bool | None:
         """Whether the remote branch's tree is the target's tree."""
         good = await self._commit(self._ref(target.to_version, target), target)
-        return await self._tree(f"{self.remote}/{self.branch}", target) == await self._tree(good, target)
+        return await self._tree(f"{self.remote}/{self.branch}", target) == await self._tree(
+            good, target
+        )
 
     async def check_health(self, target: Target) -> None:
         """Probe ``health_url`` if set."""

@@ -7,7 +7,13 @@ from typing import Any
 
 import httpx
 
-from services.executor.drivers.base import DeploymentDriver, Target, fill, http_client, number_option
+from services.executor.drivers.base import (
+    DeploymentDriver,
+    Target,
+    fill,
+    http_client,
+    number_option,
+)
 from services.executor.errors import ConfigurationError, StepFailed
 
 # Method and path of each call; "{service}" and the other placeholders are URL-quoted.
@@ -43,7 +49,9 @@ class HttpDriver(DeploymentDriver):
                     f"invalid {where}.endpoints key {name!r}: use {', '.join(DEFAULT_ENDPOINTS)}"
                 )
             if value is not None and not (
-                isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(v, str) for v in value)
+                isinstance(value, list | tuple)
+                and len(value) == 2
+                and all(isinstance(v, str) for v in value)
             ):
                 raise ConfigurationError(
                     f'invalid {where}.endpoints.{name} {value!r}: give ["METHOD", "/path"] or null'
@@ -74,7 +82,9 @@ class HttpDriver(DeploymentDriver):
             except httpx.HTTPError as exc:
                 raise StepFailed(f"{method} {url} failed: {type(exc).__name__}: {exc}") from exc
         if not response.is_success:
-            raise StepFailed(f"{method} {url} returned HTTP {response.status_code}: {response.text[:300]}")
+            raise StepFailed(
+                f"{method} {url} returned HTTP {response.status_code}: {response.text[:300]}"
+            )
         return response
 
     async def validate_target(self, target: Target) -> None:
@@ -102,4 +112,3 @@ class HttpDriver(DeploymentDriver):
     async def cleanup(self, target: Target) -> None:
         """Ask the deployer to clean up the bad version."""
         await self._call("cleanup", target)
-

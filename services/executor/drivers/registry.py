@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.names import validate_name
-from shared.settings import DriverConfig, ExecutorSettings
-
 from services.executor.drivers.base import DeploymentDriver, TrafficControl
 from services.executor.drivers.command import CommandDriver
 from services.executor.drivers.git import GitDriver
@@ -15,6 +12,8 @@ from services.executor.drivers.noop import NoopDriver
 from services.executor.drivers.releases import ReleasesDriver
 from services.executor.drivers.traffic import CommandTraffic, HttpTraffic, NoTraffic
 from services.executor.errors import ConfigurationError
+from shared.names import validate_name
+from shared.settings import DriverConfig, ExecutorSettings
 
 DRIVERS: dict[str, type[DeploymentDriver]] = {
     "none": NoopDriver,
@@ -39,7 +38,9 @@ class Adapters:
     traffic: TrafficControl
 
 
-def config_for(settings: ExecutorSettings, environment: str, service: str) -> tuple[str, DriverConfig]:
+def config_for(
+    settings: ExecutorSettings, environment: str, service: str
+) -> tuple[str, DriverConfig]:
     """Return the key and configuration of a service: "<env>/<svc>", then "<svc>", then none."""
     for key in (f"{environment}/{service}", service):
         if key in settings.services:
@@ -66,6 +67,7 @@ def validate_all(settings: ExecutorSettings) -> None:
                 validate_name(environment, "environment")
         except ValueError as exc:
             raise ConfigurationError(
-                f'invalid key "{key}" in TRAVI_EXECUTOR__SERVICES: {exc}; use "<env>/<svc>" or "<svc>"'
+                f'invalid key "{key}" in TRAVI_EXECUTOR__SERVICES: {exc}. '
+                'Use "<env>/<svc>" or "<svc>".'
             ) from exc
         build_adapters(settings, environment or "default", service)

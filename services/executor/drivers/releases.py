@@ -47,7 +47,9 @@ class ReleasesDriver(DeploymentDriver):
     def __init__(self, options: Mapping[str, Any], where: str) -> None:
         root = options.get("root")
         if not isinstance(root, str) or not root:
-            raise ConfigurationError(f"{where}.root is missing: give the folder that holds releases/ and current")
+            raise ConfigurationError(
+                f"{where}.root is missing: give the folder that holds releases/ and current"
+            )
         self.root = Path(root)
         self.restart = argv_option(options, "restart", where)
         self.restart_timeout = number_option(options, "restart_timeout_seconds", 60.0, where)
@@ -72,7 +74,9 @@ class ReleasesDriver(DeploymentDriver):
         """Check that ``releases/<version>/`` exists and is not what ``current`` points at."""
         folder = self.release_dir(target.to_version)
         if not folder.is_dir():
-            raise StepFailed(f"release folder {folder} not found: deploy {target.to_version} there first")
+            raise StepFailed(
+                f"release folder {folder} not found: deploy {target.to_version} there first"
+            )
         current = self.current_version()
         if current == target.to_version:
             raise StepFailed(f"{self.root / CURRENT_LINK} already points at {target.to_version}")
@@ -83,9 +87,15 @@ class ReleasesDriver(DeploymentDriver):
             await asyncio.to_thread(self._replace_link, target.to_version)
             logger.info("Switched %s to %s.", self.root / CURRENT_LINK, target.to_version)
         else:
-            logger.info("%s already points at %s; link left as it is.", self.root / CURRENT_LINK, target.to_version)
+            logger.info(
+                "%s already points at %s; link left as it is.",
+                self.root / CURRENT_LINK,
+                target.to_version,
+            )
         if self.restart is not None:
-            await run_command(self.restart, target, cwd=str(self.root), timeout=self.restart_timeout)
+            await run_command(
+                self.restart, target, cwd=str(self.root), timeout=self.restart_timeout
+            )
 
     def _replace_link(self, version: str) -> None:
         link = self.root / CURRENT_LINK
@@ -110,7 +120,9 @@ class ReleasesDriver(DeploymentDriver):
         if not self.remove_failed or target.from_version is None:
             return
         if self.current_version() == target.from_version:
-            raise StepFailed(f"not removing {target.from_version}: {self.root / CURRENT_LINK} points at it")
+            raise StepFailed(
+                f"not removing {target.from_version}: {self.root / CURRENT_LINK} points at it"
+            )
         folder = self.release_dir(target.from_version)
         await asyncio.to_thread(shutil.rmtree, folder, True)
         logger.info("Removed the failed release %s.", folder)

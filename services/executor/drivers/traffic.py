@@ -23,7 +23,9 @@ from services.executor.errors import ConfigurationError, StepFailed
 def _drain_seconds(options: Mapping[str, Any], where: str) -> float:
     value = options.get("drain_seconds", 0)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigurationError(f"invalid {where}.drain_seconds {value!r}: give seconds, 0 or more")
+        raise ConfigurationError(
+            f"invalid {where}.drain_seconds {value!r}: give seconds, 0 or more"
+        )
     return float(value)
 
 
@@ -32,7 +34,9 @@ def _parse_count(text: str, source: str) -> int:
     try:
         count = int(stripped)
     except ValueError:
-        raise StepFailed(f"{source} returned {stripped[:100]!r}, not a number of requests") from None
+        raise StepFailed(
+            f"{source} returned {stripped[:100]!r}, not a number of requests"
+        ) from None
     if count < 0:
         raise StepFailed(f"{source} returned a negative number of requests: {count}")
     return count
@@ -83,7 +87,9 @@ class HttpTraffic(TrafficControl):
 
     async def _call(self, method: str, path: str, target: Target) -> httpx.Response:
         async with http_client(self.timeout, self.headers) as client:
-            return await probe_http(client, self.base_url + fill(path, target, for_url=True), method=method)
+            return await probe_http(
+                client, self.base_url + fill(path, target, for_url=True), method=method
+            )
 
     async def pause(self, target: Target) -> None:
         """POST the pause endpoint."""

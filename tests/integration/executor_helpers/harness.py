@@ -15,7 +15,14 @@ from typing import Any
 import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from shared.bus import CANCEL_SUBJECT, EXECUTE_SUBJECT, ROLLBACK_STREAM, declare_streams, make_broker, publish
+from shared.bus import (
+    CANCEL_SUBJECT,
+    EXECUTE_SUBJECT,
+    ROLLBACK_STREAM,
+    declare_streams,
+    make_broker,
+    publish,
+)
 from shared.contracts import CancelPlan, ExecutePlan, PlanCreated, utc_now
 from shared.settings import Settings
 
@@ -26,9 +33,15 @@ TRAVI = str(Path(sys.executable).with_name("travi"))
 
 def plan_created(service: str = "checkout", **overrides: object) -> PlanCreated:
     values: dict[str, object] = {
-        "plan_id": uuid.uuid4(), "environment": "production", "service": service,
-        "from_version": "v1.2.0", "to_version": "v1.1.0", "trigger": "error_rate",
-        "trigger_type": "automatic", "actor": "detector", "created_at": utc_now(),
+        "plan_id": uuid.uuid4(),
+        "environment": "production",
+        "service": service,
+        "from_version": "v1.2.0",
+        "to_version": "v1.1.0",
+        "trigger": "error_rate",
+        "trigger_type": "automatic",
+        "actor": "detector",
+        "created_at": utc_now(),
     }
     values.update(overrides)
     return PlanCreated.model_validate(values)
@@ -57,7 +70,9 @@ class Commander:
         await publish(self.broker, EXECUTE_SUBJECT, ExecutePlan(plan=plan, actor=actor))
 
     async def cancel(self, plan: PlanCreated, actor: str = "bob", reason: str = "") -> None:
-        await publish(self.broker, CANCEL_SUBJECT, CancelPlan(plan=plan, actor=actor, reason=reason))
+        await publish(
+            self.broker, CANCEL_SUBJECT, CancelPlan(plan=plan, actor=actor, reason=reason)
+        )
 
 
 async def read_stream(url: str, subject: str) -> list[Any]:
@@ -75,7 +90,7 @@ async def read_stream(url: str, subject: str) -> list[Any]:
         while True:
             try:
                 batch = await subscription.fetch(500, timeout=0.5)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 break
             messages.extend(batch)
             for message in batch:
@@ -89,27 +104,35 @@ def bodies(messages: list[Any]) -> list[dict[str, Any]]:
     return [json.loads(message.data) for message in messages]
 
 
-async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float = 30.0, what: str = "condition") -> None:
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], timeout: float = 30.0, description: str = "condition"
+) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not await condition():
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
+            raise AssertionError(f"{description} not met within {timeout} s")
         await asyncio.sleep(0.05)
 
 
-def executor_env(nats_url: str, database_url: str, state_dir: Path, **executor: Any) -> dict[str, str]:
+def executor_env(
+    nats_url: str, database_url: str, state_dir: Path, **executor: Any
+) -> dict[str, str]:
     """Environment of a ``travi run executor`` process."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("TRAVI_")}
-    env.update({
-        "TRAVI_NATS_URL": nats_url,
-        "TRAVI_DATABASE_URL": database_url,
-        "TRAVI_STATE_DIR": str(state_dir),
-        "TRAVI_HTTP_PORT": "0",
-        "TRAVI_LOG_FORMAT": "text",
-        "TRAVI_LOG_LEVEL": "INFO",
-    })
+    env.update(
+        {
+            "TRAVI_NATS_URL": nats_url,
+            "TRAVI_DATABASE_URL": database_url,
+            "TRAVI_STATE_DIR": str(state_dir),
+            "TRAVI_HTTP_PORT": "0",
+            "TRAVI_LOG_FORMAT": "text",
+            "TRAVI_LOG_LEVEL": "INFO",
+        }
+    )
     for key, value in executor.items():
-        env[f"TRAVI_EXECUTOR__{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+        env[f"TRAVI_EXECUTOR__{key.upper()}"] = (
+            value if isinstance(value, str) else json.dumps(value)
+        )
     return env
 
 
@@ -124,7 +147,11 @@ class ExecutorProcess:
     def start(self) -> ExecutorProcess:
         handle = self.log.open("ab")
         self.process = subprocess.Popen(
-            [TRAVI, "run", "executor"], env=self.env, stdout=handle, stderr=handle, start_new_session=True
+            [TRAVI, "run", "executor"],
+            env=self.env,
+            stdout=handle,
+            stderr=handle,
+            start_new_session=True,
         )
         handle.close()
         return self
@@ -133,7 +160,10 @@ class ExecutorProcess:
         async def listening() -> bool:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise AssertionError(f"executor exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
+                raise AssertionError(
+                    f"executor exited with {self.process.returncode}:\n"
+                    f"{self.log.read_text()[-3000:]}"
+                )
             return "listening on" in self.log.read_text()
 
         await wait_until(listening, timeout, "executor start-up")
@@ -155,9 +185,9 @@ class ExecutorProcess:
 
 
 class BusTap:
-    """A core NATS subscription on ``rollback.>`` that keeps every message it sees.
+    """A core NATS subscription on ``rollback.>`` that keeps every message it receives.
 
-    A core subscriber also sees publishes that JetStream drops as duplicates, so tests count
+    A core subscriber also receives publishes that JetStream drops as duplicates, so tests count
     stored events with :func:`read_stream` and use the tap only to wait.
     """
 

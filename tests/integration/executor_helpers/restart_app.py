@@ -3,6 +3,7 @@
 Usage: restart_app.py ROOT PORT. The pid of the running app is kept in ROOT/app.pid.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,10 +14,8 @@ from pathlib import Path
 root, port = Path(sys.argv[1]), sys.argv[2]
 pid_file = root / "app.pid"
 if pid_file.exists():
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(int(pid_file.read_text()), signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     time.sleep(0.2)
 release = (root / "current").resolve()
 app = subprocess.Popen(
