@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.detector.observations import ParsedMessage
 from services.detector.thresholds import resolve
@@ -228,3 +232,45 @@ def test_windows_are_bounded_in_number():
         detector.apply(message([ok(T0)], version=f"v{index}"), index, T0)
     assert len(detector.windows) == 3
     assert ("production", "checkout", "v9") in detector.windows
+
+
+request_strategy = st.tuples(
+    st.floats(min_value=0, max_value=200, allow_nan=False),  # seconds after T0
+    st.sampled_from([10.0, 6000.0, 40_000.0]),
+    st.booleans(),
+    st.booleans(),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(request_strategy, min_size=1, max_size=15), min_size=1, max_size=12))
+def test_request_triggers_match_brute_force(batches):
+    limits = DetectorSettings(window_seconds=30.0, min_samples=5)
+    detector = Detector(limits)
+    seen: list[tuple[float, float, bool, bool]] = []
+    in_breach = {"error_rate": False, "latency": False, "timeout": False}
+    for sequence, batch in enumerate(batches, start=1):
+        requests = [(T0 + at, latency, error, timed_out) for at, latency, error, timed_out in batch]
+        decisions = detector.apply(message(requests), sequence, T0)
+        seen += requests
+        end = max(item[0] for item in seen)
+        window = [item for item in seen if item[0] > end - 30.0]
+
+        expected_fired = []
+        if len(window) >= 5:
+            latencies = sorted(item[1] for item in window)
+            p95 = latencies[math.ceil(0.95 * len(latencies) - 1e-9) - 1]
+            states = {
+                "error_rate": sum(item[2] for item in window) / len(window) > 0.10,
+                "latency": p95 > 5000.0,
+                "timeout": sum(item[3] or item[1] >= 30_000 for item in window) / len(window) > 0,
+            }
+            for trigger, breached in states.items():
+                if breached and not in_breach[trigger]:
+                    expected_fired.append(trigger)
+                if breached != in_breach[trigger]:
+                    in_breach[trigger] = breached
+        assert sorted(d.trigger for d in decisions if d.fired) == sorted(expected_fired)
+        for decision in decisions:
+            if decision.fired and decision.trigger == "latency":
+                assert decision.measured == p95
