@@ -93,5 +93,7 @@ def setup_logging(level: str = "INFO", fmt: str = "auto") -> None:
         library_logger = logging.getLogger(name)
         library_logger.handlers.clear()
         library_logger.propagate = True
+    # Faststream logs each task callback at INFO ("callback for Task-N is being executed").
+    logging.getLogger("faststream").setLevel(max(logging.WARNING, root.level))
     for name in ("uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -48,12 +48,23 @@ def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
 
 
 def _postgres_from_testcontainers() -> tuple[str, Callable[[], None]] | None:
+    if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
+        return None
     try:
-        import docker  # noqa: F401 - only to see whether a Docker engine answers
-
-        from testcontainers.postgres import PostgresContainer
+        import docker
+        from testcontainers.community.postgres import PostgresContainer
     except ImportError:
         return None
+    try:
+        client = docker.from_env(timeout=2)
+    except Exception:  # noqa: BLE001 - no Docker engine is configured: try the next source.
+        return None
+    try:
+        client.ping()
+    except Exception:  # noqa: BLE001 - no Docker engine answers: try the next source.
+        return None
+    finally:
+        client.close()
     try:
         container = PostgresContainer("postgres:16-alpine", driver="psycopg").start()
     except Exception:  # noqa: BLE001 - no Docker engine: try the next source.
@@ -75,7 +86,8 @@ def _postgres_from_initdb() -> tuple[str, Callable[[], None]] | None:
         run_as = ["runuser", "-u", "postgres", "--"]
     subprocess.run([*run_as, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
                    check=True, capture_output=True)
-    subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-o",
+    # -l sends the server's output to a file; without it the server keeps the captured pipe open.
+    subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w", "-o",
                     f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"],
                    check=True, capture_output=True)
 
