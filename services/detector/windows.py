@@ -140,6 +140,9 @@ class HealthChecks:
 
     Results count in the order they arrive; a success resets its check's count. A result whose
     ``check_id`` was seen among the last ``remembered_ids`` ids counts once.
+
+    NOTE: a streak does not expire with time while its window lives, but a restart rebuilds it
+    only from the results of the last window, so a long streak can restart shorter.
     """
 
     __slots__ = ("failures", "_seen", "_order", "remembered_ids")
