@@ -23,6 +23,7 @@ from opentelemetry import propagate
 from opentelemetry.trace import Tracer
 
 from services.executor.drivers.registry import validate_all
+from services.executor.errors import LeaseLost
 from services.executor.events import EventSink, plan_finished
 from services.executor.metrics import COMMANDS_IGNORED, PUBLISH_FAILURES, TAKEOVERS
 from services.executor.repository import CancelRequest, ExecutorRepository, PlanState
@@ -77,6 +78,8 @@ class Executor:
         for plan_id, (runner, _task) in running:
             try:
                 await self.repo.release(plan_id, runner.state.lease)
+            except LeaseLost:
+                pass  # The plan finished, or another executor holds it now.
             except Exception as exc:  # noqa: BLE001 - a plan not released goes stale instead.
                 logger.warning("Could not hand plan %s back: %s", plan_id, exc)
         logger.info("Executor %s stopped; %d running plans handed back.", self.owner, len(running))

@@ -119,6 +119,9 @@ class PlanRunner:
             for task in (main, heartbeat):
                 task.cancel()
             results = await asyncio.gather(main, heartbeat, return_exceptions=True)
+        if results[0] is None:
+            # The plan finished; a heartbeat that raced with the final write does not matter.
+            return
         for result in results:
             if isinstance(result, LeaseLost):
                 logger.warning("Stopped plan %s: another executor took it over.", self.plan_id)
@@ -415,7 +418,7 @@ class PlanRunner:
     async def _verify_health(self) -> None:
         """Probe health until it passes; the step timeout ends the polling."""
         assert self.adapters is not None
-        interval = float(self.adapters.config.options.get("health_interval_seconds", 1.0))
+        interval = self.adapters.health_interval
         while True:
             try:
                 await self.adapters.driver.check_health(self.target)

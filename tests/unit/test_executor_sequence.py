@@ -126,6 +126,11 @@ def test_config_prefers_environment_key():
             {"checkout": {"traffic": "command", "traffic_options": {"pause": ["true"]}}},
             "resume is missing",
         ),
+        (
+            {"checkout": {"driver": "command", "options": {"switch": ["{version}", "go"]}}},
+            "without placeholders",
+        ),
+        ({"checkout": {"options": {"health_interval_seconds": "soon"}}}, "positive number"),
     ],
 )
 def test_invalid_driver_settings_fail_at_start(services, message):

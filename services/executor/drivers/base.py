@@ -86,10 +86,16 @@ def argv_option(
                 f"{where}.{key} is missing: give the command as a list of arguments"
             )
         return None
-    if not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value):
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(item, str) for item in value)
+        or "{" in value[0]
+    ):
         raise ConfigurationError(
-            f"invalid {where}.{key} {value!r}: give a non-empty list of strings, such as "
-            '["systemctl", "restart", "app"] (commands run without a shell)'
+            f"invalid {where}.{key} {value!r}: give a non-empty list of strings whose first item "
+            'is a program without placeholders, such as ["systemctl", "restart", "app"] '
+            "(commands run without a shell)"
         )
     return list(value)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.executor.drivers.base import DeploymentDriver, TrafficControl
+from services.executor.drivers.base import DeploymentDriver, TrafficControl, number_option
 from services.executor.drivers.command import CommandDriver
 from services.executor.drivers.git import GitDriver
 from services.executor.drivers.http import HttpDriver
@@ -36,6 +36,8 @@ class Adapters:
     config: DriverConfig
     driver: DeploymentDriver
     traffic: TrafficControl
+    # Pause between two health probes of verify_health, seconds.
+    health_interval: float = 1.0
 
 
 def config_for(
@@ -54,7 +56,8 @@ def build_adapters(settings: ExecutorSettings, environment: str, service: str) -
     where = f'TRAVI_EXECUTOR__SERVICES["{key}"]'
     driver = DRIVERS[config.driver](config.options, f"{where}.options")
     traffic = TRAFFIC[config.traffic](config.traffic_options, f"{where}.traffic_options")
-    return Adapters(config, driver, traffic)
+    interval = number_option(config.options, "health_interval_seconds", 1.0, f"{where}.options")
+    return Adapters(config, driver, traffic, interval)
 
 
 def validate_all(settings: ExecutorSettings) -> None:
