@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import and_, case, delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -103,7 +103,8 @@ async def _claim(session: AsyncSession, event_id: str, subject: str) -> bool:
     return result.scalar_one_or_none() is not None
 
 
-# Statements compiled once per dialect: building them per event cost most of the apply time.
+# Statements built once per dialect: building them per event tripled the Python calls of an
+# apply, by cProfile.
 _STATEMENTS: dict[tuple[str, str], Any] = {}
 
 
@@ -327,10 +328,12 @@ async def load_stats(session: AsyncSession, scope: StatsFilter) -> dict[str, obj
         if ranges.end_day is not None:
             statement = statement.where(StatsDailyCount.day < ranges.end_day)
         await _add_grouped(session, totals, statement)
-    for start, end in ranges.partial:
-        statement = _scoped(_grouped_plans(), StatsPlan, scope).where(
-            StatsPlan.bucket_at >= start, StatsPlan.bucket_at < end
-        )
+    if ranges.partial:
+        spans = [
+            and_(StatsPlan.bucket_at >= start, StatsPlan.bucket_at < end)
+            for start, end in ranges.partial
+        ]
+        statement = _scoped(_grouped_plans(), StatsPlan, scope).where(or_(*spans))
         await _add_grouped(session, totals, statement)
     return stats_document(totals)
 
