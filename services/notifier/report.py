@@ -73,7 +73,7 @@ def _plan_of(events: Sequence[NotifierEvent]) -> PlanCreated | None:
 
 
 def _restored_at(finished: PlanFinished, steps: Sequence[StepChanged]) -> datetime | None:
-    """When traffic flowed again on the old version: the end of ``resume_traffic``."""
+    """Return when traffic flowed again on the old version: the end of ``resume_traffic``."""
     if finished.outcome != "completed":
         return None
     for step in reversed(steps):
@@ -151,8 +151,7 @@ def render(plan_id: UUID, events: Sequence[NotifierEvent]) -> str | None:
         f"- **Status:** rollback {finished.outcome}",
         f"- **Plan:** {plan_id}",
         f"- **Versions:** {wording.versions(finished.from_version, finished.to_version)}",
-        f"- **Trigger:** {_cell(wording.describe_trigger(plan) if plan else finished.trigger)}"
-        f" ({finished.trigger_type})",
+        f"- **Trigger:** {_trigger(finished, plan)}",
         "",
         "## Summary",
         "",
@@ -184,12 +183,20 @@ def render(plan_id: UUID, events: Sequence[NotifierEvent]) -> str | None:
     return "\n".join(lines)
 
 
+def _trigger(finished: PlanFinished, plan: PlanCreated | None) -> str:
+    if plan is None:
+        return f"{finished.trigger} ({finished.trigger_type})"
+    text = _cell(wording.describe_trigger(plan))
+    return text if plan.trigger == "manual" else f"{text} ({plan.trigger_type})"
+
+
 def _summary(finished: PlanFinished, breach: BreachDetected | None) -> str:
-    cause = (
-        f"The {breach.trigger} trigger fired ({wording.describe_breach(breach)})"
-        if breach is not None
-        else f"A {finished.trigger_type} rollback was requested ({finished.trigger})"
-    )
+    if breach is not None:
+        cause = f"The {breach.trigger} trigger fired ({wording.describe_breach(breach)})"
+    elif finished.trigger == "manual":
+        cause = "A manual rollback was requested"
+    else:
+        cause = f"An automatic rollback was started by the {finished.trigger} trigger"
     outcome = {
         "completed": f"{finished.service} was rolled back to {finished.to_version}.",
         "failed": f"the rollback to {finished.to_version} failed"

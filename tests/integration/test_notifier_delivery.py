@@ -439,3 +439,31 @@ async def test_two_replicas_send_once(slack, notifier_settings, notifiers):
     for created in plans:
         ours = [text for text in texts if str(created.plan_id) in text]
         assert [text.split(":")[0] for text in ours] == ["Rollback started", "Rollback completed"]
+
+
+async def test_escalation_after_outcome_rewrites_report(
+    slack, notifier_settings, notifiers, nats_server, tmp_path: Path
+):
+    settings = notifier_settings(
+        slack_webhook_url=slack.webhook_url,
+        slack_min_interval_seconds=0.1,
+        reports_dir=str(tmp_path / "reports"),
+    )
+    runtime = await notifiers.start(settings)
+    created = events.plan()
+    for event in (created, events.execute(created), events.finished(created)):
+        await send(runtime, event)
+    await wait_until(lambda: _all_sent(runtime, "report"))
+    await send(runtime, events.escalation(created))
+    # The Slack message comes from the same transaction that queues the second report.
+    await wait_until(lambda: len(texts_starting(slack, "Escalation", 200)) == 1)
+    await wait_until(lambda: _all_sent(runtime, "report"))
+
+    markdown = (tmp_path / "reports" / f"{created.plan_id}.md").read_text()
+    assert "**Severity:** SEV1" in markdown
+    assert "watch_breach" in markdown
+    messages = await read_stream(nats_server.url, "rollback.report.production.checkout", 5)
+    reports = [IncidentReportStored.model_validate_json(message.data) for message in messages]
+    assert len(reports) == 2
+    assert len({report.event_id for report in reports}) == 2
+    assert reports[-1].markdown == markdown
