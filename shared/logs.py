@@ -76,6 +76,20 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{' '.join(ids)}]" if ids else line
 
 
+class FetchTimeoutFilter(logging.Filter):
+    """Drop faststream's report of a pull fetch that timed out.
+
+    NOTE: faststream 0.7.8 suppresses ``nats.errors.TimeoutError`` around a pull fetch, but
+    nats-py 2.16 can raise the plain ``asyncio.TimeoutError`` there when no message arrived.
+    Faststream's supervisor then logs an ERROR with a traceback and restarts the fetch loop at
+    once, so no message is lost; the record only alarms the reader.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (type(exc) is TimeoutError and "raised an exception" in record.getMessage())
+
+
 def setup_logging(level: str = "INFO", fmt: str = "auto") -> None:
     """Install the single root handler; ``fmt`` is ``text``, ``json`` or ``auto`` (by terminal)."""
     if fmt == "auto":
@@ -83,6 +97,7 @@ def setup_logging(level: str = "INFO", fmt: str = "auto") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(TextFormatter() if fmt == "text" else JsonFormatter())
     handler.addFilter(ContextFilter())
+    handler.addFilter(FetchTimeoutFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

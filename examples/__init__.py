@@ -1,0 +1,1 @@
+"""Example applications used by the demo and the end-to-end tests."""
