@@ -53,6 +53,11 @@ ACK_WAIT_SECONDS = 30.0
 MAX_DELIVER = 5
 RECONNECT_DELAY = 1.0
 REJECTION_LOG_INTERVAL = 10.0  # seconds; rejected observations are logged at most this often
+# A fetch should stay well below nats-py's 256 MiB pending limit of a JetStream subscription:
+# past it the client drops messages, and acknowledging a later one with AckPolicy.ALL would
+# acknowledge them unread. Fetches start small and grow while their bytes stay under the target.
+FETCH_BYTES_TARGET = 32 * 1024 * 1024
+INITIAL_FETCH_BATCH = 100
 
 
 class MetricsConsumer:
@@ -199,7 +204,8 @@ class MetricsConsumer:
 
     async def run(self) -> None:
         """Pull, apply and acknowledge batches until cancelled."""
-        batch = self.settings.detector.fetch_batch
+        limit = self.settings.detector.fetch_batch
+        batch = min(limit, INITIAL_FETCH_BATCH)
         while True:
             try:
                 messages = await self._subscription.fetch(batch, timeout=FETCH_TIMEOUT)
@@ -214,6 +220,8 @@ class MetricsConsumer:
             try:
                 if messages:
                     await self._handle_batch(messages)
+                    size = sum(len(m.data) for m in messages)
+                    batch = next_fetch_size(batch, limit, len(messages), size)
                 self._housekeeping()
             except Exception:  # noqa: BLE001 - the loop must outlive any bug in one batch.
                 logger.exception("Handling %d metrics messages failed; they will be redelivered.",
@@ -332,6 +340,16 @@ class MetricsConsumer:
         for (trigger, outcome), count in outcomes.items():
             EVALUATIONS.labels(trigger=trigger, outcome=outcome).inc(count)
         outcomes.clear()
+
+
+def next_fetch_size(current: int, limit: int, fetched: int, fetched_bytes: int) -> int:
+    """Return the next fetch size: smaller when the last fetch was over the byte target, double
+    (up to ``limit``) when it was a full fetch under a quarter of it."""
+    if fetched_bytes > FETCH_BYTES_TARGET:
+        return max(1, current * FETCH_BYTES_TARGET // fetched_bytes)
+    if fetched >= current and fetched_bytes < FETCH_BYTES_TARGET // 4:
+        return min(limit, current * 2)
+    return current
 
 
 def delivery_of(msg: Msg) -> tuple[int, int]:
