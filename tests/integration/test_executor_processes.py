@@ -148,3 +148,56 @@ async def test_two_processes_switch_each_plan_once(nats_server, postgres_url, tm
             0
         ]
     assert owners == 2
+
+
+async def test_sigkill_during_switch_fails_cleanly(nats_server, tmp_path):
+    database = tmp_path / "travi.db"
+    switches = tmp_path / "switches"
+    services = {
+        "checkout": {
+            "driver": "command",
+            "options": {"switch": record(switches, "{service} {version}", "3")},
+            "traffic": "command",
+            "traffic_options": {
+                "pause": record(tmp_path / "traffic", "paused"),
+                "resume": record(tmp_path / "traffic", "resumed"),
+            },
+        }
+    }
+    env = executor_env(
+        nats_server.url,
+        f"sqlite:///{database}",
+        tmp_path / "state",
+        heartbeat_seconds="0.2",
+        stale_after_seconds="1.5",
+        services=services,
+    )
+    plan = plan_created()
+    first = ExecutorProcess(env, tmp_path / "first.log").start()
+    second = ExecutorProcess(env, tmp_path / "second.log")
+    try:
+        await first.wait_ready()
+        async with BusTap(nats_server.url) as tap:
+            async with Commander(nats_server.url) as commander:
+                await commander.execute(plan)
+
+            async def switching() -> bool:
+                return bool(lines(switches))
+
+            await wait_until(switching, 30, "switch command started")
+            first.kill()
+            second.start()
+            await second.wait_ready()
+            await tap.wait_for_outcomes(1, timeout=40)
+            escalations = tap.bodies("rollback.escalation.")
+    finally:
+        first.kill()
+        second.stop()
+
+    outcomes = bodies(await read_stream(nats_server.url, "rollback.outcome.>"))
+    assert [o["outcome"] for o in outcomes] == ["failed"]
+    assert outcomes[0]["failed_step"] == "switch_version"
+    assert "cannot confirm" in outcomes[0]["error"]
+    assert lines(switches) == ["checkout v1.1.0"]
+    assert lines(tmp_path / "traffic")[-1] == "resumed"
+    assert [e["reason"] for e in escalations] == ["switch_state_unknown"]
