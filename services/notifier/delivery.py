@@ -136,7 +136,15 @@ class ChannelWorker:
         with bind(plan_id=None if delivery.plan_key == "-" else delivery.plan_key,
                   environment=delivery.environment, service=delivery.service,
                   event_id=delivery.source_event_id):
-            result = await self.channel.send(delivery)
+            try:
+                result = await self.channel.send(delivery)
+            except Exception as exc:  # noqa: BLE001 - a bug in a channel must not stop the worker.
+                # Only the type is logged: the message of an unexpected error may contain a URL.
+                logger.error(  # noqa: TRY400 - the traceback would carry that message too.
+                    "The %s channel failed unexpectedly with %s.",
+                    self.channel.name, type(exc).__name__,
+                )
+                result = AttemptResult(None, error=f"unexpected {type(exc).__name__}")
             self._not_before = time.time() + self.channel.min_interval
             ATTEMPTS.labels(channel=self.channel.name, result=result.verdict.value).inc()
             if result.verdict is Verdict.DELIVERED:

@@ -216,14 +216,6 @@ class DeliveryStore:
                 .limit(1)
             )
 
-    async def pending_count(self, channel: str) -> int:
-        """Return how many deliveries of the channel are pending."""
-        async with self.db.sessions() as session:
-            rows = await session.scalars(
-                select(Delivery.id).where(Delivery.channel == channel, Delivery.status == PENDING)
-            )
-            return len(rows.all())
-
     async def mark_sent(self, delivery_id: int, result: AttemptResult) -> None:
         """Record a delivered message."""
         await self._finish(delivery_id, SENT, result)

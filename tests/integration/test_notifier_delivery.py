@@ -467,3 +467,23 @@ async def test_escalation_after_outcome_rewrites_report(
     assert len(reports) == 2
     assert len({report.event_id for report in reports}) == 2
     assert reports[-1].markdown == markdown
+
+
+async def test_statuspage_420_waits_retry_after(statuspage, notifier_settings, notifiers):
+    statuspage.script(Reply(420, '{"error": "enhance your calm"}', {"Retry-After": "1"}))
+    settings = notifier_settings(
+        statuspage_api_url=statuspage.api_url,
+        statuspage_page_id=statuspage.page_id,
+        statuspage_api_key=statuspage.api_key,
+        statuspage_components={"checkout": "comp-checkout"},
+        statuspage_min_interval_seconds=0.1,
+    )
+    runtime = await notifiers.start(settings)
+    created = events.plan()
+    await send(runtime, events.execute(created))
+    await wait_until(lambda: _all_sent(runtime, "statuspage"))
+
+    first, second = statuspage.received()
+    assert (first.status, second.status) == (420, 201)
+    assert second.received_at - first.received_at >= 1.0
+    assert len(statuspage.incidents) == 1
