@@ -96,8 +96,9 @@ async def main() -> None:
     parser.add_argument(
         "--database-url", help="Database URL (default: SQLite in a temporary folder)."
     )
+    parser.add_argument("--profile", action="store_true", help="Print the top functions.")
     parser.add_argument(
-        "--profile", action="store_true", help="Print the top functions by cumulative time."
+        "--sort", default="cumulative", help="Profile order: cumulative, tottime, and so on."
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder, EmbeddedNats(Path(folder) / "nats") as server:
@@ -109,7 +110,7 @@ async def main() -> None:
         elapsed = await run_plans(server.url, database_url, Path(folder) / "state", args.plans)
         if profiler:
             profiler.disable()
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+            pstats.Stats(profiler).sort_stats(args.sort).print_stats(40)
     print(
         f"baseline: {args.plans * EVENTS_PER_PLAN} publishes in {base:.2f} s "
         f"({args.plans / base:.1f} plans' worth of events per second)"
