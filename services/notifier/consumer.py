@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 EVENTS = Counter(
     "travi_notifier_events_total", "Rollback events the notifier handled, by kind.", ["kind"]
 )
+# Characters of an event's summary in the log line; error texts can be 4000 characters long.
+MAX_LOGGED_SUMMARY = 1000
+
 DUPLICATES = Counter(
     "travi_notifier_duplicate_events_total", "Redelivered events the notifier skipped."
 )
@@ -69,7 +72,9 @@ class EventConsumer:
             described = ", ".join(f"{name} {decision}" for name, decision in decisions.items())
             logger.info(
                 "%s Notification %s: %s.",
-                wording.summary(event), notification.kind, described or "no channels configured",
+                wording.summary(event)[:MAX_LOGGED_SUMMARY],
+                notification.kind,
+                described or "no channels configured",
             )
         for name, decision in decisions.items():
             if decision == "queued":

@@ -65,6 +65,7 @@ class ChannelWorker:
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._not_before = 0.0
+        self._lease_until = 0.0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -115,7 +116,7 @@ class ChannelWorker:
 
     async def _step(self) -> None:
         name = self.channel.name
-        if not await self._store.acquire_lease(name, self._holder, self._lease_seconds):
+        if not await self._hold_lease():
             await self._sleep(min(self._poll_seconds, self._lease_seconds / 3))
             return
         delivery = await self._store.head(name)
@@ -131,6 +132,19 @@ class ChannelWorker:
         if self._stopping:
             return
         await self._attempt(delivery)
+
+    async def _hold_lease(self) -> bool:
+        """Take the channel's lease, renewing it once a third of it has passed."""
+        now = time.time()
+        if now < self._lease_until - self._lease_seconds * 2 / 3:
+            return True
+        if not await self._store.acquire_lease(
+            self.channel.name, self._holder, self._lease_seconds
+        ):
+            self._lease_until = 0.0
+            return False
+        self._lease_until = now + self._lease_seconds
+        return True
 
     async def _attempt(self, delivery: Delivery) -> None:
         with bind(plan_id=None if delivery.plan_key == "-" else delivery.plan_key,
