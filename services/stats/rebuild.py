@@ -27,13 +27,15 @@ from shared.db import Database
 
 from services.stats.consumer import EventApplier, InvalidEvent, UnknownSubject, decode
 from services.stats.models import VIEW_TABLES
-from services.stats.store import apply_event, wipe
+from services.stats.store import RollbackEvent, apply_events, wipe
 
 logger = logging.getLogger(__name__)
 
 JSON_OBJECT = TypeAdapter(dict)
 # How long the replay waits for the next message before it concludes the stream has no more.
 NEXT_MESSAGE_TIMEOUT_SECONDS = 5.0
+# Events applied per batch: each batch costs a few statements whatever its size.
+REPLAY_BATCH_SIZE = 500
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ async def _replay(db: Database, connection: NatsClient, started: float) -> Rebui
     js = connection.jetstream()
     info = await js.stream_info(ROLLBACK_STREAM.name)
     last_sequence = info.state.last_seq
-    messages = applied = skipped = 0
+    applied = skipped = messages = 0
     async with db.sessions() as session, session.begin():
         await _lock_view(session)
         await wipe(session)
@@ -84,25 +86,10 @@ async def _replay(db: Database, connection: NatsClient, started: float) -> Rebui
                 deliver_policy=DeliverPolicy.ALL,
             )
             try:
-                while True:
-                    try:
-                        msg = await subscription.next_msg(timeout=NEXT_MESSAGE_TIMEOUT_SECONDS)
-                    except nats.errors.TimeoutError:
-                        logger.warning(
-                            "Replay stopped before sequence %d: no message came within %.0f s.",
-                            last_sequence,
-                            NEXT_MESSAGE_TIMEOUT_SECONDS,
-                        )
-                        break
-                    messages += 1
-                    if await _apply_message(session, msg.subject, msg.data):
-                        applied += 1
-                    else:
-                        skipped += 1
-                    if msg.metadata.sequence.stream >= last_sequence:
-                        break
+                applied, skipped = await _replay_messages(session, subscription, last_sequence)
             finally:
                 await subscription.unsubscribe()
+            messages = applied + skipped
     result = RebuildResult(messages, applied, skipped, last_sequence, time.monotonic() - started)
     logger.info(
         "Rebuilt the stats view from %d messages (%d applied, %d skipped) in %.1f s.",
@@ -114,10 +101,33 @@ async def _replay(db: Database, connection: NatsClient, started: float) -> Rebui
     return result
 
 
-async def _apply_message(session: AsyncSession, subject: str, data: bytes) -> bool:
-    """Apply one replayed message; invalid ones were dead-lettered when they first came."""
-    try:
-        event = decode(subject, JSON_OBJECT.validate_json(data))
-    except (ValidationError, InvalidEvent, UnknownSubject):
-        return False
-    return await apply_event(session, subject, event) is not None
+async def _replay_messages(session: AsyncSession, subscription, last_sequence: int) -> tuple[int, int]:  # noqa: ANN001
+    """Apply the stream's messages in batches up to ``last_sequence``; return (applied, skipped).
+
+    Invalid messages are skipped, because the live consumer dead-lettered them when they came.
+    """
+    applied = skipped = 0
+    batch: list[tuple[str, RollbackEvent]] = []
+    done = False
+    while not done:
+        try:
+            msg = await subscription.next_msg(timeout=NEXT_MESSAGE_TIMEOUT_SECONDS)
+        except nats.errors.TimeoutError:
+            logger.warning(
+                "Replay stopped before sequence %d: no message came within %.0f s.",
+                last_sequence,
+                NEXT_MESSAGE_TIMEOUT_SECONDS,
+            )
+            msg = None
+        done = msg is None or msg.metadata.sequence.stream >= last_sequence
+        if msg is not None:
+            try:
+                batch.append((msg.subject, decode(msg.subject, JSON_OBJECT.validate_json(msg.data))))
+            except (ValidationError, InvalidEvent, UnknownSubject):
+                skipped += 1
+        if batch and (done or len(batch) >= REPLAY_BATCH_SIZE):
+            results = await apply_events(session, batch)
+            applied += sum(1 for facts in results if facts is not None)
+            skipped += sum(1 for facts in results if facts is None)
+            batch = []
+    return applied, skipped
