@@ -162,13 +162,9 @@ class PlanRunner:
 
     async def _forward(self) -> Result:
         if self.state.takeovers > MAX_TAKEOVERS:
-            step = next(
-                (n for n in FORWARD_STEPS if self.state.steps[n].status not in FINISHED_STATUSES),
-                None,
-            )
             return Result(
                 "failed",
-                step,
+                self._first_unfinished(),
                 f"the plan was taken over {self.state.takeovers} times after executors stopped "
                 "during it; it is failed so that it does not run again",
             )
@@ -200,30 +196,38 @@ class PlanRunner:
         return Result("completed")
 
     async def _fail_before_start(self, error: str) -> Result:
+        """Fail the first unfinished step with ``error`` without running it."""
+        name = self._first_unfinished() or "validate_target"
         now = utc_now()
         await self.repo.step_finished(
             self.plan_id,
             self.state.lease,
-            "validate_target",
+            name,
             status="failed",
             now=now,
             duration_ms=0.0,
             error=error,
         )
-        self.state.steps["validate_target"].status = "failed"
-        await self._emit(
-            step_changed(
-                self.plan,
-                "validate_target",
-                "failed",
-                1,
-                started_at=now,
-                finished_at=now,
-                duration_ms=0.0,
-                error=error,
-            )
+        step = self.state.steps[name]
+        step.status, step.error = "failed", error
+        message = step_changed(
+            self.plan,
+            name,
+            "failed",
+            max(step.attempt, 1),
+            started_at=now,
+            finished_at=now,
+            duration_ms=0.0,
+            error=error,
         )
-        return Result("failed", "validate_target", error)
+        await self._emit(message)
+        return Result("failed", name, error)
+
+    def _first_unfinished(self) -> StepName | None:
+        return next(
+            (n for n in FORWARD_STEPS if self.state.steps[n].status not in FINISHED_STATUSES),
+            None,
+        )
 
     async def _recover_switch(self) -> Result | None:
         """Decide on a switch_version found running at a takeover, so the switch takes effect at
@@ -375,6 +379,9 @@ class PlanRunner:
         )
 
     def _action(self, name: StepName) -> Callable[[], Awaitable[Any]]:
+        if name == "notify":
+            # The only step that needs no driver, so it runs when the configuration is invalid.
+            return self._publish_outcome
         assert self.adapters is not None
         driver, traffic, target = self.adapters.driver, self.adapters.traffic, self.target
         actions: dict[StepName, Callable[[], Awaitable[Any]]] = {

@@ -394,3 +394,19 @@ async def test_plan_taken_over_too_often_fails(repo, recorder):
     assert "taken over 5 times" in state.error
     assert recorder.calls["switch"] == 0
     assert recorder.paused is False
+
+
+async def test_bad_driver_config_fails_plan(repo, recorder):
+    sink = ListSink()
+    executor = make_executor(repo, sink, recorder)
+    executor.settings.executor.services["checkout"] = DriverConfig(driver="releases")
+    plan = plan_created()
+
+    await executor.execute(ExecutePlan(plan=plan, actor="alice"))
+    state = await wait_for_status(repo, plan.plan_id, "failed")
+
+    assert state.failed_step == "validate_target"
+    assert "invalid driver configuration" in state.error
+    assert "root is missing" in state.error
+    assert recorder.order == []
+    assert [f.outcome for f in sink.of_type("PlanFinished")] == ["failed"]
