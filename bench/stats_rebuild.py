@@ -4,9 +4,9 @@ Usage: .venv/bin/python bench/stats_rebuild.py [--plans 5000] [--postgres ADMIN_
 
 An embedded nats-server gets ``--plans`` plans as events (a PlanCreated, an ExecutePlan, eight
 StepChanged and a PlanFinished each, 11 events per plan). The baseline reads the whole stream
-through an ordered consumer and decodes each event without applying it; the subject is
-``services.stats.rebuild.rebuild`` into an SQLite file (and a PostgreSQL database with
-``--postgres``), which also wipes the view and applies every event in one transaction.
+through an ordered consumer and decodes each event without applying it. The subject is
+``services.stats.rebuild.rebuild`` into an SQLite file, and into a PostgreSQL database with
+``--postgres``. It also wipes the view and applies every event, in one transaction.
 """
 
 from __future__ import annotations
