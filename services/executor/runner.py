@@ -231,7 +231,7 @@ class PlanRunner:
 
     async def _recover_switch(self) -> Result | None:
         """Decide on a switch_version found running at a takeover, so the switch takes effect at
-        most once; return a failure Result, or None to go on."""
+        most once. Return a failure Result, or None when the plan goes on."""
         assert self.adapters is not None
         driver = self.adapters.driver
         switched: bool | None = None
@@ -240,6 +240,7 @@ class PlanRunner:
                 switched = await driver.is_switched(self.target)
             except Exception as exc:  # noqa: BLE001 - an unknown state is handled as unknown.
                 logger.warning("Could not read the switch state of plan %s: %s", self.plan_id, exc)
+
         decision = recover_switch(
             started=self.state.switch_started,
             idempotent=driver.switch_is_idempotent,
@@ -267,7 +268,7 @@ class PlanRunner:
         return Result("failed", "switch_version", error)
 
     async def _run_step(self, name: StepName) -> str | None:
-        """Run one step with its timeout and retries; return the last error, or None on success."""
+        """Run one step with its timeout and retries. Return the last error, or None on success."""
         policy = self.policies[name]
         action = self._action(name)
         step = self.state.steps[name]
