@@ -8,8 +8,9 @@ days, 3 environments, 20 services and the 7 triggers. The smallest set is applie
 live consumer's code (``store.apply_event``, a PlanCreated and a PlanFinished per plan). Larger
 sets are bulk-loaded with the same contribution rule, and their all-time counts are checked
 against a sum over the plan rows. Each query shape is then sent ``--queries`` times through the
-route, in-process (httpx's ASGI transport, no socket), with a viewer token; the first 100 are
-warm-up. The baseline is the same route's cheapest query (``GET /api/admin/rollbacks/{id}`` of
+route, in-process (httpx's ASGI transport, no socket), with a viewer token, alternating
+between the plan counts request by request; the first 100 are warm-up. Percentiles are
+nearest-rank. The baseline is the same route's cheapest query (``GET /api/admin/rollbacks/{id}`` of
 an unknown id: auth, one primary-key lookup, a 404), so the ratio shows the stats query's cost
 above a request that does almost nothing.
 
@@ -170,20 +171,17 @@ def percentile(samples: list[float], share: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, round(share * len(ordered) + 0.5) - 1))]
 
 
-async def time_requests(http: httpx.AsyncClient, path: str, params: dict, count: int) -> list[float]:
-    samples = []
-    for index in range(count + 100):
-        started = time.perf_counter()
-        response = await http.get(path, params=params)
-        elapsed = (time.perf_counter() - started) * 1000
-        if response.status_code not in (200, 404):
-            raise RuntimeError(f"{path} returned HTTP {response.status_code}: {response.text}")
-        if index >= 100:
-            samples.append(elapsed)
-    return samples
+async def timed_get(http: httpx.AsyncClient, path: str, params: dict) -> float:
+    started = time.perf_counter()
+    response = await http.get(path, params=params)
+    elapsed = (time.perf_counter() - started) * 1000
+    if response.status_code not in (200, 404):
+        raise RuntimeError(f"{path} returned HTTP {response.status_code}: {response.text}")
+    return elapsed
 
 
-async def measure(url: str, count: int, queries: int) -> list[tuple[str, float, float, int]]:
+async def prepare(url: str, count: int) -> tuple[httpx.AsyncClient, object]:
+    """Load ``count`` plans into the database at ``url``; return a client of the route and the db."""
     await asyncio.to_thread(upgrade, url, MIGRATIONS)
     db = open_database(url)
     started = time.perf_counter()
@@ -195,24 +193,46 @@ async def measure(url: str, count: int, queries: int) -> list[tuple[str, float, 
     context = SimpleNamespace(auth=Authenticator({TOKEN: SecretStr("viewer")}), db=db)
     app = FastAPI()
     app.include_router(build_router(context, run_rebuild=None))
-    transport = httpx.ASGITransport(app=app)
-    results = []
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://bench", headers={"Authorization": f"Bearer {TOKEN}"}
-    ) as http:
-        expected = await check_against_plans(db)
-        served = (await http.get("/api/admin/rollback/stats")).json()
-        if served != expected:
-            raise RuntimeError(f"count tables disagree with the plans: {served} != {expected}")
-        print(f"  {count} plans loaded in {loaded:.1f} s; total {served['total']}, counts checked")
-        baseline = await time_requests(http, f"/api/admin/rollbacks/{UUID(int=0)}", {}, queries)
-        results.append(("baseline: unknown plan, 404", statistics.median(baseline), percentile(baseline, 0.99), 0))
-        for name, params in QUERIES.items():
-            samples = await time_requests(http, "/api/admin/rollback/stats", params, queries)
-            total = (await http.get("/api/admin/rollback/stats", params=params)).json()["total"]
-            results.append((name, statistics.median(samples), percentile(samples, 0.99), total))
-    await db.close()
-    return results
+    http = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://bench",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    expected = await check_against_plans(db)
+    served = (await http.get("/api/admin/rollback/stats")).json()
+    if served != expected:
+        raise RuntimeError(f"count tables disagree with the plans: {served} != {expected}")
+    print(f"  {count} plans loaded in {loaded:.1f} s; total {served['total']}, counts checked")
+    return http, db
+
+
+async def measure(urls: dict[int, str], queries: int) -> None:
+    """Time every query shape on every plan count, alternating between the databases.
+
+    Alternating request by request puts the machine's noise on every plan count alike, so the
+    figures of 1,000 and 100,000 plans can be compared.
+    """
+    clients = {count: await prepare(url, count) for count, url in urls.items()}
+    shapes = {"baseline: unknown plan, 404": (f"/api/admin/rollbacks/{UUID(int=0)}", {})}
+    shapes.update({name: ("/api/admin/rollback/stats", params) for name, params in QUERIES.items()})
+    header = "  ".join(f"{count:>7d} plans: median / p99 ms" for count in clients)
+    print(f"  {'query':32s}  {header}")
+    for name, (path, params) in shapes.items():
+        samples: dict[int, list[float]] = {count: [] for count in clients}
+        for index in range(queries + 100):
+            order = list(clients) if index % 2 == 0 else list(reversed(list(clients)))
+            for count in order:
+                elapsed = await timed_get(clients[count][0], path, params)
+                if index >= 100:
+                    samples[count].append(elapsed)
+        cells = "  ".join(
+            f"{statistics.median(values):>13.2f} / {percentile(values, 0.99):6.2f}      "
+            for values in samples.values()
+        )
+        print(f"  {name:32s}  {cells}")
+    for http, db in clients.values():
+        await http.aclose()
+        await db.close()
 
 
 def fresh_postgres(admin_url: str, name: str) -> str:
@@ -230,17 +250,16 @@ async def main() -> None:
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--postgres", help="Admin URL of a PostgreSQL server to measure too.")
     args = parser.parse_args()
-    backends = ["sqlite"] + (["postgres"] if args.postgres else [])
     with tempfile.TemporaryDirectory() as folder:
-        for backend in backends:
-            for count in args.plans:
-                if backend == "sqlite":
-                    url = f"sqlite:///{Path(folder) / f'stats-{count}.db'}"
-                else:
-                    url = fresh_postgres(args.postgres, f"travi_bench_stats_{count}")
-                print(f"{backend}, {count} plans:")
-                for name, median, p99, total in await measure(url, count, args.queries):
-                    print(f"  {name:32s} median {median:6.2f} ms  p99 {p99:6.2f} ms  plans {total}")
+        sqlite = {count: f"sqlite:///{Path(folder) / f'stats-{count}.db'}" for count in args.plans}
+        print("sqlite:")
+        await measure(sqlite, args.queries)
+        if args.postgres:
+            postgres = {
+                count: fresh_postgres(args.postgres, f"travi_bench_stats_{count}") for count in args.plans
+            }
+            print("postgres:")
+            await measure(postgres, args.queries)
     sys.stdout.flush()
 
 
