@@ -1,4 +1,4 @@
-"""The executor's runner on a real SQLite database, with a recording driver and event sink.
+"""The executor's runner on a real database, with a recording driver and event sink.
 
 These tests cover the step logic (order, retries, timeouts, compensation, cancels, takeovers)
 quickly; the cases against real processes and a real nats-server are in test_executor_cases.
@@ -7,6 +7,7 @@ quickly; the cases against real processes and a real nats-server are in test_exe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from uuid import uuid4
 
@@ -51,12 +52,28 @@ def fake_adapters(monkeypatch):
     monkeypatch.setitem(registry.TRAFFIC, "none", FakeTraffic)
 
 
+@contextlib.asynccontextmanager
+async def open_repo(url: str):
+    await asyncio.to_thread(upgrade, url, migration_folders(["executor"]))
+    db = open_database(url)
+    try:
+        yield ExecutorRepository(db)
+    finally:
+        await db.close()
+
+
 @pytest.fixture
 async def repo(sqlite_url):
-    await asyncio.to_thread(upgrade, sqlite_url, migration_folders(["executor"]))
-    db = open_database(sqlite_url)
-    yield ExecutorRepository(db)
-    await db.close()
+    """A repository on SQLite, for the step logic."""
+    async with open_repo(sqlite_url) as repository:
+        yield repository
+
+
+@pytest.fixture
+async def shared_repo(database_url):
+    """A repository on SQLite, then on PostgreSQL, for claims, cancels, leases and takeovers."""
+    async with open_repo(database_url) as repository:
+        yield repository
 
 
 @pytest.fixture
@@ -164,7 +181,8 @@ async def test_step_timeout_fails_step(repo, recorder):
     assert recorder.paused is False
 
 
-async def test_cancel_from_other_replica_during_drain(repo, recorder):
+async def test_cancel_from_other_replica_during_drain(shared_repo, recorder):
+    repo = shared_repo
     sink = ListSink()
     running = make_executor(repo, sink, recorder, drain_seconds=30)
     other = make_executor(repo, ListSink(), recorder)
@@ -186,7 +204,8 @@ async def test_cancel_from_other_replica_during_drain(repo, recorder):
     assert "wrong target" in finished[0].error
 
 
-async def test_cancel_before_execute_is_tombstone(repo, recorder):
+async def test_cancel_before_execute_is_tombstone(shared_repo, recorder):
+    repo = shared_repo
     sink = ListSink()
     executor = make_executor(repo, sink, recorder)
     plan = plan_created()
@@ -204,7 +223,8 @@ async def test_cancel_before_execute_is_tombstone(repo, recorder):
     assert finished[0].started_at is None
 
 
-async def test_execute_twice_runs_once(repo, recorder):
+async def test_execute_twice_runs_once(shared_repo, recorder):
+    repo = shared_repo
     sink = ListSink()
     first = make_executor(repo, sink, recorder)
     second = make_executor(repo, sink, recorder)
@@ -232,7 +252,8 @@ async def crash_after_switch_started(repo, plan) -> None:
     await repo.heartbeat(str(plan.plan_id), 1, now - timedelta(seconds=60))
 
 
-async def test_takeover_confirms_switch_without_rerun(repo, recorder):
+async def test_takeover_confirms_switch_without_rerun(shared_repo, recorder):
+    repo = shared_repo
     plan = plan_created()
     await crash_after_switch_started(repo, plan)
     recorder.switched_to = plan.to_version
@@ -249,7 +270,8 @@ async def test_takeover_confirms_switch_without_rerun(repo, recorder):
     assert state.takeovers == 1
 
 
-async def test_takeover_unknown_switch_fails_cleanly(repo, recorder):
+async def test_takeover_unknown_switch_fails_cleanly(shared_repo, recorder):
+    repo = shared_repo
     plan = plan_created()
     await crash_after_switch_started(repo, plan)
     recorder.paused = True
@@ -266,7 +288,8 @@ async def test_takeover_unknown_switch_fails_cleanly(repo, recorder):
     assert [e.reason for e in escalations] == ["switch_state_unknown"]
 
 
-async def test_lost_lease_stops_runner(repo, recorder):
+async def test_lost_lease_stops_runner(shared_repo, recorder):
+    repo = shared_repo
     recorder.sleep["pause"] = 1.0
     sink = ListSink()
     executor = make_executor(repo, sink, recorder)
@@ -304,7 +327,8 @@ async def test_unpublished_outcome_is_published_by_sweep(repo, recorder):
     assert [f.outcome for f in sink.of_type("PlanFinished")] == ["completed"]
 
 
-async def test_stop_hands_plan_back(repo, recorder):
+async def test_stop_hands_plan_back(shared_repo, recorder):
+    repo = shared_repo
     sink = ListSink()
     first = make_executor(repo, sink, recorder, drain_seconds=30)
     plan = plan_created()
@@ -375,7 +399,8 @@ async def test_failed_backup_stops_switch(repo, recorder, tmp_path):
     assert not state.switch_started
 
 
-async def test_plan_taken_over_too_often_fails(repo, recorder):
+async def test_plan_taken_over_too_often_fails(shared_repo, recorder):
+    repo = shared_repo
     plan = plan_created()
     await crash_after_switch_started(repo, plan)
     plan_id = str(plan.plan_id)
@@ -410,3 +435,19 @@ async def test_bad_driver_config_fails_plan(repo, recorder):
     assert "root is missing" in state.error
     assert recorder.order == []
     assert [f.outcome for f in sink.of_type("PlanFinished")] == ["failed"]
+
+
+async def test_failed_resume_is_escalated(repo, recorder):
+    recorder.fail.update({"switch", "resume"})
+    sink = ListSink()
+    executor = make_executor(repo, sink, recorder)
+    plan = plan_created()
+
+    await executor.execute(ExecutePlan(plan=plan, actor="alice"))
+    state = await wait_for_status(repo, plan.plan_id, "failed")
+
+    assert state.failed_step == "switch_version"
+    assert "traffic could not be resumed" in state.error
+    assert recorder.calls["resume"] == 3
+    assert [e.reason for e in sink.of_type("EscalationRaised")] == ["traffic_not_resumed"]
+    assert "traffic could not be resumed" in sink.of_type("PlanFinished")[0].error
