@@ -71,7 +71,8 @@ class Window:
     requests: RequestWindow
     health: HealthChecks = field(default_factory=HealthChecks)
     budget: Budget = field(default_factory=Budget)
-    # Armed state per trigger ("health_check:<check>" per check); missing means armed.
+    # Triggers that fired and have not passed since ("health_check:<check>" per check). A
+    # trigger missing from the set is armed.
     fired: set[str] = field(default_factory=set)
     last_outcomes: dict[str, str] = field(default_factory=dict)
     last_arrival: float = 0.0
