@@ -12,7 +12,7 @@ message at or below the replayed sequence, or below one already applied, is skip
 observation counts twice. Breaches found while replaying are published again with the same
 deterministic ``event_id``, which JetStream's duplicate window and the planner's inbox drop if
 they were published before the restart. The ``event_id`` matches only when the replay starts
-early enough to rebuild the window as it was at the crossing; otherwise the planner receives a
+early enough to rebuild the window as it was at the crossing. Otherwise the planner receives a
 second breach of the same version, which its cooldown suppresses.
 """
 
