@@ -21,6 +21,7 @@ from pydantic import Discriminator, Tag
 
 from shared.contracts import (
     BreachSuppressed,
+    Contract,
     EscalationRaised,
     ExecutePlan,
     PlanCreated,
@@ -34,23 +35,32 @@ NotifierEvent = (
 )
 
 
+_CONSUMED = (
+    PlanCreated, ExecutePlan, StepChanged, PlanFinished, BreachSuppressed, EscalationRaised
+)
+_COMMON_FIELDS = frozenset(Contract.model_fields)
+_FIELDS = {
+    model.__name__: frozenset(model.model_fields) - _COMMON_FIELDS for model in _CONSUMED
+}
+
+
 def _event_tag(value: Any) -> str | None:
-    """Pick the contract of a message body by the fields only that contract has."""
+    """Pick the contract whose fields best match a message body.
+
+    The closest contract validates the body, so an event with a missing or misspelt field gets
+    an error about that field rather than about every contract.
+    """
     if not isinstance(value, dict):
-        return type(value).__name__ if isinstance(value, NotifierEvent) else None
-    if "outcome" in value:
-        return "PlanFinished"
-    if "step" in value:
-        return "StepChanged"
-    if "plan" in value:
-        return "ExecutePlan"
-    if "breach" in value and "created_at" not in value:
-        return "BreachSuppressed"
-    if "created_at" in value:
-        return "PlanCreated"
-    if "reason" in value:
-        return "EscalationRaised"
-    return None
+        return type(value).__name__ if isinstance(value, _CONSUMED) else None
+    keys = set(value) - _COMMON_FIELDS
+
+    def score(tag: str) -> tuple[int, int]:
+        # Known fields count for, unknown ones against, and then fewer missing fields win.
+        fields = _FIELDS[tag]
+        return len(keys & fields) - len(keys - fields), -len(fields - keys)
+
+    best = max(_FIELDS, key=score)
+    return best if keys & _FIELDS[best] else None
 
 
 # The model the notifier's consumer validates every message against.

@@ -177,3 +177,19 @@ def test_signature_matches_independent_computation():
     assert signature == expected_signature("s3cret", "1764842400", body)
     assert verify(b"s3cret", "1764842400", body, signature)
     assert not verify(b"s3cret", "1764842401", body, signature)
+
+
+def test_missing_field_error_names_field():
+    body = events.finished(events.plan()).model_dump(mode="json")
+    del body["outcome"]
+    with pytest.raises(ValidationError) as caught:
+        ADAPTER.validate_python(body)
+    locations = [error["loc"] for error in caught.value.errors()]
+    assert locations == [("PlanFinished", "outcome")]
+
+
+def test_escalation_and_suppression_told_apart():
+    escalation = events.escalation(events.plan()).model_dump(mode="json")
+    suppression = events.suppressed().model_dump(mode="json")
+    assert type(ADAPTER.validate_python(escalation)).__name__ == "EscalationRaised"
+    assert type(ADAPTER.validate_python(suppression)).__name__ == "BreachSuppressed"
