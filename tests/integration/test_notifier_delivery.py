@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from services.notifier.models import Delivery, InboxEntry
 from services.runner import Runtime
-from shared.bus import EXECUTE_SUBJECT, ROLLBACK_STREAM, publish
+from shared.bus import EXECUTE_SUBJECT, HEADER_ERROR, ROLLBACK_STREAM, publish
 from shared.contracts import Contract, IncidentReportStored, NotificationFailed
 from shared.embedded import EmbeddedNats
 from shared.names import subject
@@ -487,3 +487,31 @@ async def test_statuspage_420_waits_retry_after(statuspage, notifier_settings, n
     assert (first.status, second.status) == (420, 201)
     assert second.received_at - first.received_at >= 1.0
     assert len(statuspage.incidents) == 1
+
+
+async def test_invalid_event_dead_lettered(slack, notifier_settings, notifiers, nats_server):
+    settings = notifier_settings(
+        slack_webhook_url=slack.webhook_url, slack_min_interval_seconds=0.1
+    )
+    runtime = await notifiers.start(settings)
+    created = events.plan()
+    broken = events.finished(created).model_dump(mode="json")
+    del broken["outcome"]
+    js = runtime.context.broker.connection.jetstream()
+    await js.publish("rollback.outcome.production.checkout", json.dumps(broken).encode())
+    await send(runtime, events.execute(created))
+    await wait_until(lambda: len(texts_starting(slack, "Rollback started", 200)) == 1)
+
+    letters = await read_dead_letters(nats_server.url)
+    assert len(letters) == 1
+    assert "PlanFinished.outcome" in letters[0].headers[HEADER_ERROR]
+
+
+async def read_dead_letters(url: str) -> list[Any]:
+    connection = await nats.connect(url)
+    try:
+        js = connection.jetstream()
+        subscription = await js.pull_subscribe("deadletter.notifier", stream="TRAVI_DEADLETTER")
+        return await subscription.fetch(5, timeout=3)
+    finally:
+        await connection.close()
