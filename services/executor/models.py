@@ -99,12 +99,3 @@ class StepRow(Base):
     duration_ms: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
 
-
-class InboxRow(Base):
-    """An event the executor has handled, so that a redelivery is ignored."""
-
-    __tablename__ = "executor_inbox"
-
-    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    subject: Mapped[str] = mapped_column(String(255))
-    handled_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -15,6 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # Every service has an inbox table. The executor's consumers are idempotent on stronger
+    # keys (the plan row for commands, escalated_at for breaches), so this one stays empty.
     op.create_table(
         "executor_inbox",
         sa.Column("event_id", sa.String(36), primary_key=True),
