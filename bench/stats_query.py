@@ -8,9 +8,8 @@ days, 3 environments, 20 services and the 7 triggers. The smallest set is applie
 live consumer's code (``store.apply_event``, a PlanCreated and a PlanFinished per plan). Larger
 sets are bulk-loaded with the same contribution rule, and their all-time counts are checked
 against a sum over the plan rows. Each query shape is then sent ``--queries`` times through the
-route, in-process (httpx's ASGI transport, no socket), with a viewer token, alternating
-between the plan counts request by request; the first 100 are warm-up. Percentiles are
-nearest-rank. The baseline is the same route's cheapest query (``GET /api/admin/rollbacks/{id}`` of
+route, in-process (httpx's ASGI transport, no socket), with a viewer token. Requests alternate
+between the plan counts, and the first 100 are warm-up. Percentiles are nearest-rank. The baseline is the same route's cheapest query (``GET /api/admin/rollbacks/{id}`` of
 an unknown id: auth, one primary-key lookup, a 404), so the ratio shows the stats query's cost
 above a request that does almost nothing.
 

@@ -7,8 +7,8 @@ whatever the order:
 - The status only moves forward: pending, then in progress, then one final status
   (completed, failed or cancelled). The first final status stays; an older event never
   regresses it.
-- ``PlanCreated`` (also carried inside ``ExecutePlan`` and ``CancelPlan``) is the source of the
-  plan's identity fields; other events only fill the fields that are still unknown.
+- ``PlanCreated``, also carried inside ``ExecutePlan`` and ``CancelPlan``, is the source of the
+  plan's identity fields. Other events only fill the fields that are still unknown.
 - A step keeps the state of its highest (attempt, status) pair; a running step is below a
   finished one of the same attempt.
 - ``first_event_at`` is the earliest ``occurred_at`` seen, so it does not depend on order.
@@ -91,7 +91,7 @@ def apply_command(plan: StatsPlan, command: ExecutePlan | CancelPlan) -> None:
     """Apply an execute or cancel command, which carries the plan it is about.
 
     An execute command marks the plan in progress. A cancel command does not change the
-    status: the plan is cancelled only when its outcome says so.
+    status, because a plan is cancelled only when its outcome is ``cancelled``.
     """
     apply_created(plan, command.plan)
     if isinstance(command, ExecutePlan):
@@ -183,7 +183,7 @@ def breach_of(plan: StatsPlan) -> dict | None:
 
 @dataclass(frozen=True)
 class Contribution:
-    """What one plan adds to the count tables."""
+    """One plan's share of the count tables."""
 
     bucket_at: datetime
     environment: str
@@ -272,7 +272,7 @@ def contribution(plan: StatsPlan) -> Contribution | None:
     """Return what ``plan`` adds to the counts, or None while its trigger is unknown.
 
     The plan is counted under its creation time, or under the earliest time known until the
-    creation event arrives; moving it later is a remove and an add.
+    creation event arrives. Moving it later is a removal and an addition.
     """
     if not (plan.environment and plan.service and plan.trigger and plan.trigger_type):
         return None
