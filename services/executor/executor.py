@@ -157,6 +157,8 @@ class Executor:
     async def sweep_once(self) -> int:
         """Take over the stale plans this executor wins and republish lost outcomes."""
         now = utc_now()
+        # NOTE: heartbeats and this cutoff come from each replica's own clock, so replicas'
+        # clocks must agree to well within stale_after_seconds, or a live plan looks stale.
         cutoff = now - timedelta(seconds=self.settings.executor.stale_after_seconds)
         taken = 0
         for plan_id, lease in await self.repo.stale_plans(cutoff):
