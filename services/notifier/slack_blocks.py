@@ -70,6 +70,15 @@ def _fields(pairs: Sequence[tuple[str, str]]) -> SectionBlock:
     return SectionBlock(fields=fields)
 
 
+def _error_section(error: str) -> SectionBlock:
+    """Return the error as a code block, so that ``*`` or ``_`` in it do not format text."""
+    prefix, suffix = "*Error*\n```", "```"
+    body = escape_and_truncate(
+        error.replace("```", "` ` `"), SECTION_TEXT_LIMIT - len(prefix) - len(suffix)
+    )
+    return SectionBlock(text=MarkdownTextObject(text=prefix + body + suffix))
+
+
 def _context(text: str) -> ContextBlock:
     return ContextBlock(
         elements=[MarkdownTextObject(text=escape_and_truncate(text, CONTEXT_TEXT_LIMIT))]
@@ -111,7 +120,7 @@ def _created_blocks(event: PlanCreated) -> list[Block]:
 def _finished_blocks(event: PlanFinished) -> list[Block]:
     title = {
         "completed": "Rollback completed",
-        "failed": "Rollback failed: manual action needed",
+        "failed": "Rollback failed, manual action needed",
         "cancelled": "Rollback cancelled",
     }[event.outcome]
     pairs = [
@@ -127,7 +136,7 @@ def _finished_blocks(event: PlanFinished) -> list[Block]:
         _fields(pairs),
     ]
     if event.error:
-        blocks.append(_section(f"*Error*\n{event.error}"))
+        blocks.append(_error_section(event.error))
     if event.outcome == "failed":
         blocks.append(_section(
             f"*Manual action needed.* The rollback to {event.to_version} did not finish, so "
