@@ -170,9 +170,10 @@ class StatsDailyCount(CountColumns, Base):
 
     __tablename__ = "stats_daily_counts"
 
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    # The key starts with the scope, so a query reads one scope's days as one index range.
     environment: Mapped[str] = mapped_column(String(63), primary_key=True)
     service: Mapped[str] = mapped_column(String(63), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
     trigger: Mapped[str] = mapped_column(String(40), primary_key=True)
     trigger_type: Mapped[str] = mapped_column(String(20), primary_key=True)
 

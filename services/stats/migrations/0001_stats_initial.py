@@ -108,9 +108,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "stats_daily_counts",
-        sa.Column("day", sa.Date(), primary_key=True),
         sa.Column("environment", sa.String(63), primary_key=True),
         sa.Column("service", sa.String(63), primary_key=True),
+        sa.Column("day", sa.Date(), primary_key=True),
         sa.Column("trigger", sa.String(40), primary_key=True),
         sa.Column("trigger_type", sa.String(20), primary_key=True),
         *_count_columns(),
