@@ -2,9 +2,7 @@
 
 Scheduling times (``next_attempt_at``, ``expires_at``) are Unix seconds in a float column, so
 that comparisons mean the same on SQLite and PostgreSQL.
-
-NOTE: nothing deletes old rows yet. The inbox, stored events and delivery log grow by a few
-dozen rows per rollback; a pruning job should drop rows older than the stream's retention.
+Rows older than the rollback stream's retention are pruned (see ``DeliveryStore.prune``).
 """
 
 from __future__ import annotations

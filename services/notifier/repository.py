@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -272,6 +272,26 @@ class DeliveryStore:
                 row.status = status
                 row.last_kind = kind
                 row.updated_at = time.time()
+
+    async def prune(self, before: float) -> int:
+        """Delete handled events, stored events, finished deliveries and incidents older than
+        ``before`` (Unix seconds); pending deliveries are kept. Return the rows deleted."""
+        async with self.db.sessions.begin() as session:
+            statements = [
+                delete(InboxEntry).where(
+                    InboxEntry.handled_at < datetime.fromtimestamp(before, UTC)
+                ),
+                delete(StoredEvent).where(StoredEvent.occurred_at < before),
+                delete(Delivery).where(
+                    Delivery.status != PENDING, Delivery.created_at < before
+                ),
+                delete(Incident).where(Incident.updated_at < before),
+            ]
+            deleted = 0
+            for statement in statements:
+                result = await session.execute(statement)
+                deleted += max(result.rowcount or 0, 0)
+            return deleted
 
     async def plan_events(self, plan_id: str) -> list[NotifierEvent]:
         """Return the stored events of a plan, oldest first."""

@@ -15,6 +15,7 @@ from services.notifier.channels import Channel, SlackChannel, WebhookChannel
 from services.notifier.consumer import EventConsumer
 from services.notifier.delivery import ChannelWorker
 from services.notifier.models import Delivery
+from services.notifier.pruning import Pruner
 from services.notifier.report_store import ReportChannel
 from services.notifier.repository import DeliveryStore
 from services.notifier.retry import AttemptResult, RetryPolicy
@@ -176,13 +177,17 @@ def create(context: ServiceContext) -> Service:
         description="Rollback events to Slack, the status page, webhooks and incident reports.",
     )
 
+    pruner = Pruner(store, settings.events_max_age_seconds)
+
     async def start() -> None:
         names = ", ".join(channel.name for channel in channels) or "none"
         logger.info("Notifier channels: %s; incident reports in %s.", names, reports.directory)
         for worker in workers.values():
             worker.start()
+        pruner.start()
 
     async def stop() -> None:
+        await pruner.stop()
         grace = settings.notifier.shutdown_grace_seconds
         await asyncio.gather(*(worker.stop(grace) for worker in workers.values()))
         for channel in [*channels, reports]:

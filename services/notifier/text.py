@@ -2,10 +2,11 @@
 
 Slack treats ``&``, ``<`` and ``>`` as control characters: ``<!channel>`` pings a whole channel
 and ``<url|label>`` is a link. It decodes ``&amp;``, ``&lt;`` and ``&gt;`` back for display, so
-every text from events is escaped, in ``plain_text`` objects as well as in mrkdwn. Block Kit rejects a
-block whose text is over its limit, so text is cut to fit with the marker counted in the limit,
-never inside an entity or inside a user-perceived character. Lengths are counted in Unicode
-code points.
+every text from events is escaped, in ``plain_text`` objects as well as in mrkdwn.
+
+Block Kit rejects a block whose text is over its limit, so text is cut to fit with the marker
+counted in the limit, never inside an entity or inside a user-perceived character. Lengths are
+counted in Unicode code points.
 """
 
 from __future__ import annotations

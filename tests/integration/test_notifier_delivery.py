@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 from sqlalchemy import func, select
 
 from services.notifier.models import Delivery, InboxEntry
+from services.notifier.repository import DeliveryStore
 from services.runner import Runtime
 from shared.bus import EXECUTE_SUBJECT, HEADER_ERROR, ROLLBACK_STREAM, publish
 from shared.contracts import Contract, IncidentReportStored, NotificationFailed
@@ -515,3 +517,28 @@ async def read_dead_letters(url: str) -> list[Any]:
         return await subscription.fetch(5, timeout=3)
     finally:
         await connection.close()
+
+
+@BOTH_DATABASES
+async def test_prune_keeps_pending(slack, notifier_settings, notifiers):
+    settings = notifier_settings(
+        slack_webhook_url=slack.webhook_url,
+        slack_min_interval_seconds=0.1,
+        slack_events=["started"],
+        max_attempts=100,
+    )
+    runtime = await notifiers.start(settings)
+    created, other = events.plan(), events.plan(service="cart")
+    await send(runtime, events.execute(created))
+    await wait_until(lambda: _all_sent(runtime, "slack"))
+    slack.script(*[Reply(500, "rollup_error")] * 50)
+    await send(runtime, events.execute(other))
+    await wait_until(lambda: len(slack.received(500)) >= 1)
+
+    store = DeliveryStore(runtime.db)
+    deleted = await store.prune(time.time() + 60)
+
+    rows = await deliveries(runtime, "slack")
+    assert [(row.service, row.status) for row in rows] == [("cart", "pending")]
+    assert deleted >= 5  # two inbox rows, two stored events, one sent delivery
+    assert await handled_events(runtime) == 0
