@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shared.errors import ConfigurationError, TraviError
 
-__all__ = ["ConfigurationError", "LeaseLost", "PlanCancelled", "StepFailed"]
+__all__ = ["ConfigurationError", "HandedBack", "LeaseLost", "PlanCancelled", "StepFailed"]
 
 
 class StepFailed(TraviError):
@@ -19,6 +19,10 @@ class PlanCancelled(TraviError):
         self.reason = reason
         detail = f": {reason}" if reason else ""
         super().__init__(f"cancelled by {actor}{detail}")
+
+
+class HandedBack(TraviError):
+    """The executor is stopping, so it hands the plan back for a takeover at a step boundary."""
 
 
 class LeaseLost(TraviError):

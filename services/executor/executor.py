@@ -35,6 +35,9 @@ from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+# How long a stopping executor waits for its runners to reach a step boundary, seconds.
+STOP_GRACE_SECONDS = 10.0
+
 
 def replica_id() -> str:
     """Return a name for this process that no other executor uses."""
@@ -63,18 +66,24 @@ class Executor:
         logger.info("Executor %s started.", self.owner)
 
     async def stop(self) -> None:
-        """Stop the sweeper and the runners, and hand their plans back for a quick takeover."""
-        # NOTE: a runner stopped inside switch_version leaves the switch to the takeover rule:
-        # drivers that cannot confirm the switch fail the plan there (traffic resumed) instead
-        # of finishing it. Waiting for the current step before stopping would avoid that.
+        """Stop the sweeper, let each runner reach a step boundary, and hand the plans back.
+
+        A runner still inside a step after ``STOP_GRACE_SECONDS`` is cancelled; its step is
+        left running, and the next executor resumes it by the takeover rules.
+        """
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         running = list(self.runners.items())
-        for _plan_id, (_runner, task) in running:
-            task.cancel()
-        await asyncio.gather(*(task for _, (_, task) in running), return_exceptions=True)
+        for _plan_id, (runner, _task) in running:
+            runner.request_stop()
+        tasks = [task for _, (_, task) in running]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         for plan_id, (runner, _task) in running:
             try:
                 await self.repo.release(plan_id, runner.state.lease)

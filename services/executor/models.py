@@ -98,4 +98,3 @@ class StepRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     duration_ms: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
-

@@ -26,7 +26,7 @@ from opentelemetry.trace import Tracer
 from services.executor import backup
 from services.executor.drivers.base import Target
 from services.executor.drivers.registry import Adapters, build_adapters
-from services.executor.errors import LeaseLost, PlanCancelled, StepFailed
+from services.executor.errors import HandedBack, LeaseLost, PlanCancelled, StepFailed
 from services.executor.events import EventSink, escalation, plan_finished, step_changed
 from services.executor.metrics import ESCALATIONS, PLANS_FINISHED, PUBLISH_FAILURES, STEPS_FINISHED
 from services.executor.repository import CancelRequest, ExecutorRepository, PlanState
@@ -82,14 +82,21 @@ class PlanRunner:
         self.target = Target.from_plan(state.plan)
         self.adapters: Adapters | None = None
         self.traffic_paused = state.traffic_paused
-        self.cancel_event = asyncio.Event()
         self.cancel_request: CancelRequest | None = None
+        self.stopping = False
+        # Set by a cancel or a stop, to end the drain's wait at once.
+        self._wake = asyncio.Event()
         self._last_health_error: str | None = None
 
     def request_cancel(self, request: CancelRequest) -> None:
         """Note a cancel handled by this process; the next check point honours it."""
         self.cancel_request = request
-        self.cancel_event.set()
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        """Stop at the next step boundary (or during the drain) and hand the plan back."""
+        self.stopping = True
+        self._wake.set()
 
     async def run(self) -> None:
         """Run the plan under its trace and log ids until it finishes or the lease is lost."""
@@ -122,6 +129,9 @@ class PlanRunner:
         if results[0] is None:
             # The plan finished; a heartbeat that raced with the final write does not matter.
             return
+        if isinstance(results[0], HandedBack):
+            logger.info("Handed plan %s back at a step boundary for a takeover.", self.plan_id)
+            return
         for result in results:
             if isinstance(result, LeaseLost):
                 logger.warning("Stopped plan %s: another executor took it over.", self.plan_id)
@@ -150,7 +160,7 @@ class PlanRunner:
                     "Heartbeat of plan %s recovered after %d failures.", self.plan_id, failures
                 )
                 failures = 0
-            if request is not None and not self.cancel_event.is_set():
+            if request is not None and self.cancel_request is None:
                 self.request_cancel(request)
 
     async def _run(self) -> None:
@@ -296,6 +306,8 @@ class PlanRunner:
     async def _attempt(
         self, name: StepName, attempt: int, action: Callable[[], Awaitable[Any]], policy: StepPolicy
     ) -> str | None:
+        if self.stopping:
+            raise HandedBack(f"stopping before {name}")
         started_at = utc_now()
         interruptible = cancel_interrupts(name)
         if interruptible and self.cancel_request is not None:
@@ -323,7 +335,7 @@ class PlanRunner:
         except PlanCancelled as exc:
             await self._finish_step(name, attempt, "skipped", started_at, clock, str(exc))
             raise
-        except LeaseLost:
+        except (LeaseLost, HandedBack):
             raise
         except TimeoutError:
             elapsed = time.monotonic() - clock
@@ -406,13 +418,16 @@ class PlanRunner:
         while True:
             if self.cancel_request is not None:
                 raise PlanCancelled(self.cancel_request.actor, self.cancel_request.reason)
+            if self.stopping:
+                # Safe to stop here: the next executor runs the drain again.
+                raise HandedBack("stopping during the drain")
             count = await traffic.in_flight(self.target)
             if count == 0:
                 return
             if count is None and time.monotonic() - started >= traffic.drain_seconds:
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.cancel_event.wait(), poll)
+                await asyncio.wait_for(self._wake.wait(), poll)
 
     async def _switch(self) -> None:
         assert self.adapters is not None

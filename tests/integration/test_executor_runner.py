@@ -451,3 +451,24 @@ async def test_failed_resume_is_escalated(repo, recorder):
     assert recorder.calls["resume"] == 3
     assert [e.reason for e in sink.of_type("EscalationRaised")] == ["traffic_not_resumed"]
     assert "traffic could not be resumed" in sink.of_type("PlanFinished")[0].error
+
+
+async def test_stop_waits_for_switch(shared_repo, recorder):
+    repo = shared_repo
+    recorder.sleep["switch"] = 0.5
+    sink = ListSink()
+    first = make_executor(repo, sink, recorder)
+    plan = plan_created()
+    await first.execute(ExecutePlan(plan=plan, actor="alice"))
+    while recorder.calls["switch"] == 0:
+        await asyncio.sleep(0.01)
+    await first.stop()
+    state = await repo.load(str(plan.plan_id))
+    assert state.steps["switch_version"].status == "succeeded"
+    assert state.steps["verify_health"].status == "pending"
+
+    second = make_executor(repo, sink, recorder)
+    assert await second.sweep_once() == 1
+    await wait_for_status(repo, plan.plan_id, "completed")
+    assert recorder.calls["switch"] == 1
+    assert recorder.paused is False
