@@ -78,7 +78,7 @@ class Delivery(Base):
 
 
 class ChannelLease(Base):
-    """Which replica's worker sends for a channel, so sends stay ordered and rate limited."""
+    """The replica whose worker sends for a channel, so that sends stay ordered and limited."""
 
     __tablename__ = "notifier_channel_leases"
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import unicodedata
 
-# Block Kit limits, in characters (api.slack.com/reference/block-kit/blocks, December 2026).
+# Block Kit limits, in characters. slack_sdk 3.48's block models check the header (150) and
+# section text (3000) limits. The field limit (2000) and the 3000 of any text object are from
+# Slack's Block Kit reference as Block Kit libraries quote it; slack_sdk does not check them.
 HEADER_TEXT_LIMIT = 150
 SECTION_TEXT_LIMIT = 3000
 SECTION_FIELD_LIMIT = 2000
 CONTEXT_TEXT_LIMIT = 3000
-# Slack truncates the top-level ``text`` of a message beyond this many characters.
+# Slack truncates the top-level ``text`` of a message beyond this (slack_sdk's Message model).
 MESSAGE_TEXT_LIMIT = 40_000
 
 TRUNCATION_MARKER = "…"
