@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 
 from shared.db import sync_url
 from tests.integration.executor_helpers.deployer import FakeDeployer
@@ -65,13 +66,15 @@ async def test_sigkill_after_pause_resumes(nats_server, tmp_path):
         services=services,
     )
     plan = plan_created()
+    provider = TracerProvider()
     first = ExecutorProcess(env, tmp_path / "first.log").start()
     second = ExecutorProcess(env, tmp_path / "second.log")
     try:
         await first.wait_ready()
         async with BusTap(nats_server.url) as tap:
-            async with Commander(nats_server.url) as commander:
-                await commander.execute(plan)
+            async with Commander(nats_server.url, tracer_provider=provider) as commander:
+                with provider.get_tracer("test").start_as_current_span("breach") as origin:
+                    await commander.execute(plan)
 
             async def paused() -> bool:
                 return step_status(database, str(plan.plan_id), "pause_traffic") == "succeeded"
@@ -88,8 +91,11 @@ async def test_sigkill_after_pause_resumes(nats_server, tmp_path):
         first.kill()
         second.stop()
 
-    outcomes = bodies(await read_stream(nats_server.url, "rollback.outcome.>"))
+    stored = await read_stream(nats_server.url, "rollback.outcome.>")
+    outcomes = bodies(stored)
     assert [o["outcome"] for o in outcomes] == ["completed"]
+    trace_id = format(origin.get_span_context().trace_id, "032x")
+    assert trace_id in stored[0].headers["traceparent"]
     assert len(lines(tmp_path / "switches")) <= 1
     assert lines(tmp_path / "switches") == ["checkout v1.1.0"]
     assert lines(tmp_path / "traffic")[-1] == "resumed"
@@ -201,3 +207,59 @@ async def test_sigkill_during_switch_fails_cleanly(nats_server, tmp_path):
     assert lines(switches) == ["checkout v1.1.0"]
     assert lines(tmp_path / "traffic")[-1] == "resumed"
     assert [e["reason"] for e in escalations] == ["switch_state_unknown"]
+
+
+async def test_sigterm_hands_plan_back(nats_server, tmp_path):
+    database = tmp_path / "travi.db"
+    in_flight = tmp_path / "in-flight"
+    in_flight.write_text("3")
+    services = {
+        "checkout": {
+            "driver": "command",
+            "options": {"switch": record(tmp_path / "switches", "{service} {version}")},
+            "traffic": "command",
+            "traffic_options": {
+                "pause": record(tmp_path / "traffic", "paused"),
+                "resume": record(tmp_path / "traffic", "resumed"),
+                "in_flight": [sys.executable, "-S", str(HELPERS / "in_flight.py"), str(in_flight)],
+            },
+        }
+    }
+    # A stale heartbeat would take 60 s, so a takeover within the test's time needs the hand-back.
+    env = executor_env(
+        nats_server.url,
+        f"sqlite:///{database}",
+        tmp_path / "state",
+        heartbeat_seconds="0.2",
+        stale_after_seconds="60",
+        services=services,
+    )
+    plan = plan_created()
+    first = ExecutorProcess(env, tmp_path / "first.log").start()
+    second = ExecutorProcess(env, tmp_path / "second.log")
+    try:
+        await first.wait_ready()
+        async with BusTap(nats_server.url) as tap:
+            async with Commander(nats_server.url) as commander:
+                await commander.execute(plan)
+
+            async def draining() -> bool:
+                status = step_status(database, str(plan.plan_id), "drain_connections")
+                return status == "running"
+
+            await wait_until(draining, 30, "drain running")
+            first.stop()
+            assert first.process.returncode == 0
+            in_flight.write_text("0")
+            second.start()
+            await second.wait_ready()
+            await tap.wait_for_outcomes(1, timeout=20)
+    finally:
+        first.kill()
+        second.stop()
+
+    outcomes = bodies(await read_stream(nats_server.url, "rollback.outcome.>"))
+    assert [o["outcome"] for o in outcomes] == ["completed"]
+    assert lines(tmp_path / "switches") == ["checkout v1.1.0"]
+    assert lines(tmp_path / "traffic") == ["paused", "resumed"]
+    assert "Handed plan" in (tmp_path / "first.log").read_text()
