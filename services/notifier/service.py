@@ -8,6 +8,7 @@ import os
 import socket
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter
 
@@ -54,9 +55,28 @@ def retry_policy(settings: NotifierSettings) -> RetryPolicy:
     )
 
 
+def check_url(value: str, variable: str) -> None:
+    """Raise ConfigurationError unless ``value`` is an http(s) URL; the value is not echoed,
+    because webhook URLs are secrets."""
+    parsed = urlsplit(value)
+    if parsed.scheme not in {"http", "https"} or not parsed.hostname:
+        raise ConfigurationError(
+            f"{variable} is not an http(s) URL: set it to the full URL, such as "
+            "https://hooks.slack.com/services/..."
+        )
+
+
 def build_channels(settings: NotifierSettings, store: DeliveryStore) -> list[Channel]:
     """Return the channels that are configured; a channel without its URL is off."""
     policy = retry_policy(settings)
+    if settings.slack_webhook_url is not None:
+        check_url(
+            settings.slack_webhook_url.get_secret_value(), "TRAVI_NOTIFIER__SLACK_WEBHOOK_URL"
+        )
+    if settings.webhook_url is not None:
+        check_url(settings.webhook_url.get_secret_value(), "TRAVI_NOTIFIER__WEBHOOK_URL")
+    if settings.statuspage_page_id:
+        check_url(settings.statuspage_api_url, "TRAVI_NOTIFIER__STATUSPAGE_API_URL")
     channels: list[Channel] = []
     if settings.slack_webhook_url is not None:
         channels.append(SlackChannel(

@@ -23,6 +23,7 @@ from services.notifier.repository import DeliveryStore
 from services.notifier.retry import AttemptResult, RetryPolicy, Verdict
 from services.notifier.routing import Notification, NotifierEvent, component_for
 from shared.contracts import ExecutePlan, PlanFinished
+from shared.errors import ConfigurationError
 from shared.settings import NotificationKind
 
 # Page and incident ids go into request paths; Statuspage's are short alphanumeric strings.
@@ -86,7 +87,7 @@ class StatuspageChannel:
         store: DeliveryStore,
     ) -> None:
         if not PATH_ID.match(page_id):
-            raise ValueError(
+            raise ConfigurationError(
                 f"invalid TRAVI_NOTIFIER__STATUSPAGE_PAGE_ID {page_id!r}: use the page id from "
                 "the Statuspage API page (letters, digits, '-' and '_')"
             )
