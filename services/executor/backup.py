@@ -1,4 +1,4 @@
-"""The database backup that a service's configuration asks for before switch_version."""
+"""The database backup that a service's configuration requests before switch_version."""
 
 from __future__ import annotations
 

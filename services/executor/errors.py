@@ -8,7 +8,7 @@ __all__ = ["ConfigurationError", "HandedBack", "LeaseLost", "PlanCancelled", "St
 
 
 class StepFailed(TraviError):
-    """A step's action failed; the message says what failed and on which value."""
+    """A step's action failed; the message names what failed and the value involved."""
 
 
 class PlanCancelled(TraviError):

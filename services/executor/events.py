@@ -27,7 +27,7 @@ from shared.names import subject
 
 
 class EventSink(Protocol):
-    """Where events go: the bus in a service, a list in a test."""
+    """The destination of events: the bus in a service, a list in a test."""
 
     async def send(self, subject: str, event: Contract) -> None:
         """Publish ``event`` on ``subject`` and wait until it is stored."""

@@ -3,7 +3,7 @@
 Replicas share the command consumer, so an execute command reaches one of them. The claim in
 the database makes sure only one runs the plan even when a command is delivered twice. The
 command is acknowledged as soon as the claim is committed, not when the plan ends, so a plan
-that runs longer than the consumer's ack wait is never redelivered; from then on the plan row
+that runs longer than the consumer's ack wait is never redelivered. From then on the plan row
 and its heartbeat, not the message, keep the plan alive. Every replica also sweeps for plans
 whose heartbeat went stale (their executor died), takes them over, and publishes outcomes that
 could not be published before.
@@ -88,7 +88,7 @@ class Executor:
             try:
                 await self.repo.release(plan_id, runner.state.lease)
             except LeaseLost:
-                pass  # The plan finished, or another executor holds it now.
+                pass  # The plan finished, or another executor owns it now.
             except Exception as exc:  # noqa: BLE001 - a plan not released goes stale instead.
                 logger.warning("Could not hand plan %s back: %s", plan_id, exc)
         logger.info("Executor %s stopped; %d running plans handed back.", self.owner, len(running))

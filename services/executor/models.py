@@ -42,8 +42,8 @@ class UtcDateTime(TypeDecorator[datetime]):
 class PlanRow(Base):
     """A plan the executor runs or ran, or a cancel that arrived before it started.
 
-    ``lease`` grows by one at every claim and takeover; every write of a runner is fenced on
-    the lease it holds, so an executor that lost the plan to another cannot change it.
+    ``lease`` grows by one at every takeover. Every write of a runner is fenced on the lease it
+    holds, so an executor that lost the plan to another cannot change it.
     """
 
     __tablename__ = "executor_plans"

@@ -1,6 +1,6 @@
 """The order of the eight steps, their policies and the decisions around them, without I/O.
 
-The runner asks this module which steps a cancel may interrupt, how long to wait before a
+The runner calls this module to learn which steps a cancel may interrupt, how long to wait before a
 retry, what to do with a switch that was running when its executor died, and which event id an
 event gets, so that a repeat after a crash is dropped as a duplicate.
 """
@@ -55,12 +55,12 @@ def backoff_delay(policy: StepPolicy, failed_attempt: int) -> float:
 
 
 def cancel_interrupts(step: StepName) -> bool:
-    """Whether a recorded cancel stops the plan before ``step`` starts."""
+    """Return whether a recorded cancel stops the plan before ``step`` starts."""
     return step not in ALWAYS_RUN
 
 
 class SwitchRecovery(enum.Enum):
-    """What a takeover does with a switch_version that was running when its executor died."""
+    """The action a takeover takes on a switch_version that was running when its executor died."""
 
     RUN = "run"
     MARK_SUCCEEDED = "mark_succeeded"

@@ -126,7 +126,7 @@ class GitDriver(DeploymentDriver):
         await self._git("push", self.remote, f"HEAD:refs/heads/{self.branch}", target=target)
 
     async def is_switched(self, target: Target) -> bool | None:
-        """Whether the remote branch's tree is the target's tree."""
+        """Return whether the remote branch's tree is the target's tree."""
         good = await self._commit(self._ref(target.to_version, target), target)
         return await self._tree(f"{self.remote}/{self.branch}", target) == await self._tree(
             good, target

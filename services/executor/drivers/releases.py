@@ -108,7 +108,7 @@ class ReleasesDriver(DeploymentDriver):
             raise
 
     async def is_switched(self, target: Target) -> bool | None:
-        """Whether ``current`` points at the target."""
+        """Return whether ``current`` points at the target."""
         return self.current_version() == target.to_version
 
     async def check_health(self, target: Target) -> None:
