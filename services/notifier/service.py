@@ -10,8 +10,6 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter
-
 from services.notifier.channels import Channel, SlackChannel, WebhookChannel
 from services.notifier.consumer import EventConsumer
 from services.notifier.delivery import ChannelWorker
@@ -20,6 +18,7 @@ from services.notifier.pruning import Pruner
 from services.notifier.report_store import ReportChannel
 from services.notifier.repository import DeliveryStore
 from services.notifier.retry import AttemptResult, RetryPolicy
+from services.notifier.routes import build_router
 from services.notifier.routing import ConsumedEvent
 from services.notifier.statuspage import StatuspageChannel
 from shared.bus import EXECUTE_SUBJECT, ROLLBACK_STREAM, publish, subscribe
@@ -213,7 +212,7 @@ def create(context: ServiceContext) -> Service:
         for channel in [*channels, reports]:
             await channel.close()
 
-    router = APIRouter(tags=["notifier"])
+    router = build_router(context)
     return Service(
         name="notifier", migrations=MIGRATIONS, router=router, on_start=[start], on_stop=[stop]
     )

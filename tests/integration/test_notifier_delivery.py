@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import httpx
 import nats
 import pytest
 from sqlalchemy import func, select
@@ -27,6 +28,7 @@ from shared.contracts import Contract, IncidentReportStored, NotificationFailed
 from shared.embedded import EmbeddedNats
 from shared.names import subject
 from shared.settings import Settings
+from tests.conftest import VIEWER
 from tests.fakes import events
 from tests.fakes.slack import FakeSlack, Reply
 from tests.fakes.statuspage import FakeStatuspage
@@ -274,6 +276,15 @@ async def test_failed_rollback_sent_after_started_failed(
     assert "Manual action needed" in failed["text"]
     rows = await deliveries(runtime, "slack")
     assert [(row.kind, row.status) for row in rows] == [("started", "failed"), ("failed", "sent")]
+    async with httpx.AsyncClient(base_url=runtime.base_url, headers=VIEWER) as client:
+        response = await client.get(
+            "/api/admin/notifications", params={"planId": str(created.plan_id), "status": "failed"}
+        )
+    assert response.status_code == 200
+    (logged,) = [item for item in response.json()["deliveries"] if item["channel"] == "slack"]
+    assert logged["kind"] == "started"
+    assert logged["lastStatusCode"] == 500
+    assert "rollup_error" in logged["lastError"]
     messages = await read_stream(nats_server.url, "rollback.notification.production.checkout", 5)
     assert len(messages) == 1
     notice = NotificationFailed.model_validate_json(messages[0].data)
