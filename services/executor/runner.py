@@ -182,7 +182,7 @@ class PlanRunner:
             self.adapters = build_adapters(
                 self.settings.executor, self.plan.environment, self.plan.service
             )
-        except Exception as exc:  # noqa: BLE001 - bad configuration fails the plan, not the service.
+        except Exception as exc:  # noqa: BLE001 - it fails the plan, not the service.
             return await self._fail_before_start(f"invalid driver configuration: {exc}")
 
         for name in FORWARD_STEPS:

@@ -56,7 +56,7 @@ class HttpDriver(DeploymentDriver):
                 raise ConfigurationError(
                     f'invalid {where}.endpoints.{name} {value!r}: give ["METHOD", "/path"] or null'
                 )
-            self.endpoints[name] = tuple(value) if value is not None else None  # type: ignore[assignment]
+            self.endpoints[name] = (value[0], value[1]) if value is not None else None
         self.headers = {str(k): str(v) for k, v in (options.get("headers") or {}).items()}
         self.timeout = number_option(options, "timeout_seconds", 30.0, where)
         self.switch_is_idempotent = bool(options.get("switch_idempotent", False))
