@@ -21,7 +21,7 @@ MARGIN_SECONDS = 86400.0
 
 
 class Pruner:
-    """Prunes old rows at start-up and then every hour."""
+    """Background task that prunes old rows at start-up and then every hour."""
 
     def __init__(self, store: DeliveryStore, retention_seconds: float) -> None:
         self._store = store

@@ -48,11 +48,11 @@ def build_router(context: ServiceContext) -> APIRouter:
 
     @router.get("/api/admin/notifications", dependencies=[viewer])
     async def list_deliveries(
-        plan_id: UUID | None = Query(None, alias="planId", description="Only this plan's."),
+        plan_id: UUID | None = Query(None, alias="planId", description="Only the deliveries of this plan."),
         status: Literal["pending", "sent", "failed", "superseded"] | None = Query(
             None, description="Only deliveries with this status."
         ),
-        limit: int = Query(100, ge=1, le=MAX_LIMIT, description="Newest deliveries returned."),
+        limit: int = Query(100, ge=1, le=MAX_LIMIT, description="Deliveries returned, newest first."),
     ) -> dict[str, object]:
         """Return the newest deliveries of every channel, with their last error."""
         query = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
