@@ -13,6 +13,7 @@ from uuid import uuid4
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import REGISTRY
 
 from services.executor.drivers import registry
 from services.executor.executor import Executor
@@ -129,14 +130,25 @@ async def test_plan_completes_in_order(repo, recorder):
     assert len({e.event_id for _, e in sink.sent}) == len(sink.sent)
 
 
+def failed_plans_count() -> float:
+    return (
+        REGISTRY.get_sample_value("travi_executor_plans_finished_total", {"outcome": "failed"}) or 0
+    )
+
+
 async def test_switch_failure_resumes_traffic(repo, recorder):
     recorder.fail.add("switch")
     sink = ListSink()
     executor = make_executor(repo, sink, recorder)
     plan = plan_created()
+    failed_before = failed_plans_count()
 
     await executor.execute(ExecutePlan(plan=plan, actor="alice"))
     state = await wait_for_status(repo, plan.plan_id, "failed")
+
+    while executor.runners:
+        await asyncio.sleep(0.01)
+    assert failed_plans_count() == failed_before + 1
 
     assert recorder.order == ["validate", "pause", "switch", "resume"]
     assert recorder.paused is False
