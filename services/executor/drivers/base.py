@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-import certifi
 import httpx
 
 from services.executor.errors import ConfigurationError, StepFailed
@@ -159,7 +158,7 @@ def _kill_group(process: asyncio.subprocess.Process) -> None:
 
 @functools.cache
 def _ssl_context() -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=certifi.where())
+    return httpx.create_ssl_context()
 
 
 def http_client(timeout: float, headers: Mapping[str, str] | None = None) -> httpx.AsyncClient:
