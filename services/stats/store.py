@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import and_, case, delete, func, or_, select
+from sqlalchemy import and_, case, delete, func, or_, select, union_all
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -387,20 +387,23 @@ async def load_stats(session: AsyncSession, scope: StatsFilter) -> dict[str, obj
         return stats_document(totals)
 
     ranges = plan_range(scope.since, scope.until)
+    parts = []
     if ranges.has_whole_days:
-        statement = _count_level(_grouped_counts(StatsDailyCount), StatsDailyCount, scope)
+        days = _count_level(_grouped_counts(StatsDailyCount), StatsDailyCount, scope)
         if ranges.first_day is not None:
-            statement = statement.where(StatsDailyCount.day >= ranges.first_day)
+            days = days.where(StatsDailyCount.day >= ranges.first_day)
         if ranges.end_day is not None:
-            statement = statement.where(StatsDailyCount.day < ranges.end_day)
-        await _add_grouped(session, totals, statement)
+            days = days.where(StatsDailyCount.day < ranges.end_day)
+        parts.append(days)
     if ranges.partial:
         spans = [
             and_(StatsPlan.bucket_at >= start, StatsPlan.bucket_at < end)
             for start, end in ranges.partial
         ]
-        statement = _scoped(_grouped_plans(), StatsPlan, scope).where(or_(*spans))
-        await _add_grouped(session, totals, statement)
+        parts.append(_scoped(_grouped_plans(), StatsPlan, scope).where(or_(*spans)))
+    if parts:
+        # One statement, so a range with partial edges costs one round trip.
+        await _add_grouped(session, totals, parts[0] if len(parts) == 1 else union_all(*parts))
     return stats_document(totals)
 
 
