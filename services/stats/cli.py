@@ -172,7 +172,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         if breach:
             typer.echo(
                 f"breach           {breach.get('trigger')}: measured {breach.get('measured')} "
-                f"over threshold {breach.get('threshold')} at {breach.get('detected_at')}"
+                f"over threshold {breach.get('threshold')} at {breach.get('detectedAt')}"
             )
         if plan.get("steps"):
             typer.echo("")

@@ -9,6 +9,8 @@ from datetime import datetime
 from shared.contracts import STEP_NAMES
 
 from services.stats.models import StatsPlan, StatsStep
+from pydantic.alias_generators import to_camel
+
 from services.stats.projection import breach_of, step_duration
 
 STEP_ORDER = {name: index for index, name in enumerate(STEP_NAMES)}
@@ -22,6 +24,13 @@ def _number(value: float | None) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return round(value, 3)
+
+
+def _camel_keys(value: dict | None) -> dict | None:
+    """Return the stored breach with camelCase keys, like the rest of the plan."""
+    if value is None:
+        return None
+    return {to_camel(key): item for key, item in value.items()}
 
 
 def step_json(step: StatsStep) -> dict[str, object]:
@@ -59,7 +68,7 @@ def plan_json(
         "durationMs": _number(step_duration(plan.started_at, plan.finished_at, plan.duration_ms)),
         "failedStep": plan.failed_step,
         "error": plan.error,
-        "breach": breach_of(plan),
+        "breach": _camel_keys(breach_of(plan)),
         "steps": [step_json(step) for step in ordered],
         "reportAvailable": report_available,
     }

@@ -261,6 +261,8 @@ async def test_plan_detail_has_steps_breach_and_report(stats_runtime_any_db):
     assert detail["createdAt"] == "2026-11-20T09:00:00Z"
     assert detail["breach"]["trigger"] == "error_rate"
     assert detail["breach"]["measured"] == 0.25
+    assert detail["breach"]["windowSeconds"] == 0.0
+    assert detail["breach"]["detectedAt"] == "2026-11-20T08:59:55Z"
     assert [step["name"] for step in detail["steps"]] == list(STEP_NAMES)
     assert {step["status"] for step in detail["steps"]} == {"succeeded"}
     assert {step["durationMs"] for step in detail["steps"]} == {500.0}

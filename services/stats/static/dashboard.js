@@ -172,7 +172,7 @@ async function renderDetail() {
   if (plan.breach) {
     const breach = plan.breach;
     fields.append(element("dt", "breach"),
-                  element("dd", `${breach.trigger}: ${breach.measured} over ${breach.threshold} at ${breach.detected_at}`));
+                  element("dd", `${breach.trigger}: ${breach.measured} over ${breach.threshold} at ${breach.detectedAt}`));
   }
 
   const body = document.querySelector("#detail-steps tbody");
