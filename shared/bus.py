@@ -177,7 +177,8 @@ def subscribe(
     handler: Callable[[T, NatsMessage], Awaitable[None]],
     max_deliver: int = 10,
     ack_wait: float = 30.0,
-    batch_size: int = 10,
+    batch_size: int = 1,
+    fetch_timeout: float = 0.5,
     deliver_policy: DeliverPolicy = DeliverPolicy.ALL,
     retry_delay: float = 1.0,
     description: str | None = None,
@@ -187,6 +188,11 @@ def subscribe(
     Replicas that use the same ``durable`` share the messages, so each is handled by one of
     them. ``handler`` must be idempotent: a message is redelivered if the process dies before
     its acknowledgement.
+
+    Latency depends on ``batch_size``: nats-py 2.16's ``fetch(n)`` returns at the first message
+    only when ``n`` is 1; otherwise it waits up to ``fetch_timeout`` for the batch to fill. The
+    handlers of one fetched batch run concurrently (faststream 0.7.8), so a consumer that needs
+    stream order must keep ``batch_size`` at 1.
     """
     adapter = TypeAdapter(model)
     config = ConsumerConfig(
@@ -236,7 +242,7 @@ def subscribe(
         stream=jstream(stream),
         durable=durable,
         config=config,
-        pull_sub=PullSub(batch_size, timeout=0.1),
+        pull_sub=PullSub(batch_size, timeout=fetch_timeout),
         ack_policy=AckPolicy.MANUAL,
         description=description,
     )(consume)

@@ -1,0 +1,159 @@
+"""Time to recovery, and the latency from a breach to the plan executing.
+
+Usage: .venv/bin/python bench/recovery.py [--demo-runs 3] [--breaches 100]
+
+1. Time to recovery: ``travi demo``'s story run ``--demo-runs`` times in this process, each on a
+   fresh embedded system, from the first request served by the bad version to the good version
+   answering its health check again.
+2. Breach to executing: all five services on an embedded nats-server and SQLite, with the
+   default ``none`` driver; for each of ``--breaches`` services, two deployments are recorded and
+   a breach is published; the latency runs from the breach's publish to the executor's
+   ``validate_target`` step event as a core NATS subscriber receives it. The next breach is sent
+   once the previous plan has finished, so each is measured on an idle system. The baseline, measured
+   in the same run, is a JetStream publish to the same subscriber (one hop, no service).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import nats
+
+from services.demo import run_demo
+from services.runner import Runtime
+from shared.bus import declare_streams, make_broker, publish
+from shared.contracts import BreachDetected
+from shared.embedded import EmbeddedNats
+from shared.logs import setup_logging
+from shared.settings import Settings
+
+TOKEN = "bench-operator"
+SERVICES = ("planner", "executor")
+
+
+def percentile(values: list[float], share: float) -> float:
+    """Return the nearest-rank percentile of ``values``."""
+    ordered = sorted(values)
+    rank = max(1, int(-(-share * len(ordered) // 1)))
+    return ordered[rank - 1]
+
+
+async def time_to_recovery(runs: int) -> list[float]:
+    """Run the demo story ``runs`` times and return each time to recovery in seconds."""
+    results = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as folder:
+            result = await run_demo(Settings(state_dir=Path(folder)), write=lambda _line: None)
+        if result.time_to_recovery_s is None:
+            raise RuntimeError(f"the demo ended without a recovery: outcome {result.outcome}")
+        results.append(result.time_to_recovery_s)
+    return results
+
+
+async def breach_to_executing(count: int) -> tuple[list[float], list[float]]:
+    """Return the breach-to-executing latencies and the one-hop baseline, in milliseconds."""
+    with tempfile.TemporaryDirectory() as folder:
+        server = EmbeddedNats(Path(folder) / "nats").start()
+        settings = Settings(state_dir=Path(folder), nats_url=server.url, http_port=0,
+                            tokens={TOKEN: "operator:bench"}, log_level="WARNING")
+        try:
+            async with Runtime(settings, SERVICES) as runtime:
+                return await _measure(runtime, server.url, count)
+        finally:
+            server.stop()
+
+
+async def _measure(runtime: Runtime, url: str, count: int) -> tuple[list[float], list[float]]:
+    arrivals: dict[str, float] = {}
+    connection = await nats.connect(url)
+
+    async def on_step(message) -> None:  # noqa: ANN001 - nats-py message
+        service = message.subject.rsplit(".", 1)[1]
+        if b'"validate_target"' in message.data and b'"running"' in message.data:
+            arrivals.setdefault(service, time.perf_counter())
+
+    async def on_probe(message) -> None:  # noqa: ANN001
+        arrivals.setdefault(message.subject, time.perf_counter())
+
+    async def on_outcome(message) -> None:  # noqa: ANN001
+        arrivals.setdefault("outcome." + message.subject.rsplit(".", 1)[1], time.perf_counter())
+
+    await connection.subscribe("rollback.step.>", cb=on_step)
+    await connection.subscribe("rollback.outcome.>", cb=on_outcome)
+    await connection.subscribe("rollback.breach.bench.>", cb=on_probe)
+    broker = make_broker(url)
+    await broker.connect()
+    await declare_streams(broker, runtime.settings)
+
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(base_url=runtime.base_url, headers=headers) as api:
+        for index in range(count):
+            for version in ("v1", "v2"):
+                response = await api.post("/api/admin/deployments", json={
+                    "environment": "production", "service": f"svc-{index}", "version": version,
+                    "status": "succeeded", "actor": "bench"})
+                response.raise_for_status()
+    await asyncio.sleep(1.0)
+
+    latencies, baseline = [], []
+    for index in range(count):
+        service = f"svc-{index}"
+        probe = f"rollback.breach.bench.probe-{index}"
+        sent = time.perf_counter()
+        await publish(broker, probe, _breach("bench", f"probe-{index}"))
+        await _wait_for(arrivals, probe)
+        baseline.append((arrivals[probe] - sent) * 1000)
+
+        sent = time.perf_counter()
+        await publish(broker, f"rollback.breach.production.{service}", _breach("production", service))
+        await _wait_for(arrivals, service)
+        latencies.append((arrivals[service] - sent) * 1000)
+        # Each breach is measured on an idle system: the previous plan has finished.
+        await _wait_for(arrivals, "outcome." + service)
+    await broker.stop()
+    await connection.close()
+    return latencies, baseline
+
+
+def _breach(environment: str, service: str) -> BreachDetected:
+    return BreachDetected(environment=environment, service=service, version="v2",
+                          trigger="error_rate", measured=0.25, threshold=0.1,
+                          window_seconds=60, samples=20)
+
+
+async def _wait_for(arrivals: dict[str, float], key: str, timeout: float = 10.0) -> None:
+    deadline = time.perf_counter() + timeout
+    while key not in arrivals:
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"no event for {key} within {timeout} s")
+        await asyncio.sleep(0.0005)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--demo-runs", type=int, default=3)
+    parser.add_argument("--breaches", type=int, default=100)
+    args = parser.parse_args()
+    setup_logging("WARNING", "text")
+
+    latencies, baseline = await breach_to_executing(args.breaches)
+    print(f"breach to executing, {len(latencies)} breaches: p50 {percentile(latencies, 0.5):.1f} ms, "
+          f"p99 {percentile(latencies, 0.99):.1f} ms, max {max(latencies):.1f} ms")
+    print(f"baseline JetStream publish to subscriber: p50 {percentile(baseline, 0.5):.2f} ms, "
+          f"p99 {percentile(baseline, 0.99):.2f} ms")
+    print(f"ratio of p50s: {percentile(latencies, 0.5) / percentile(baseline, 0.5):.1f}")
+
+    if args.demo_runs:
+        recoveries = await time_to_recovery(args.demo_runs)
+        print(f"time to recovery, {len(recoveries)} demo runs: median {statistics.median(recoveries):.2f} s, "
+              f"max {max(recoveries):.2f} s ({', '.join(f'{value:.2f}' for value in recoveries)})")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
