@@ -9,7 +9,9 @@ live consumer's code (``store.apply_event``, a PlanCreated and a PlanFinished pe
 sets are bulk-loaded with the same contribution rule, and their all-time counts are checked
 against a sum over the plan rows. Each query shape is then sent ``--queries`` times through the
 route, in-process (httpx's ASGI transport, no socket), with a viewer token. Requests alternate
-between the plan counts, and the first 100 are warm-up. Percentiles are nearest-rank. The baseline is the same route's cheapest query (``GET /api/admin/rollbacks/{id}`` of
+between the plan counts, and the first 100 are warm-up. Percentiles are nearest-rank. Besides
+the wall time, the CPU time of this process per request is recorded: other processes on the
+machine do not inflate it, but on PostgreSQL it leaves out the server's work. The baseline is the same route's cheapest query (``GET /api/admin/rollbacks/{id}`` of
 an unknown id: auth, one primary-key lookup, a 404), so the ratio shows the stats query's cost
 above a request that does almost nothing.
 
@@ -170,13 +172,15 @@ def percentile(samples: list[float], share: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, round(share * len(ordered) + 0.5) - 1))]
 
 
-async def timed_get(http: httpx.AsyncClient, path: str, params: dict) -> float:
-    started = time.perf_counter()
+async def timed_get(http: httpx.AsyncClient, path: str, params: dict) -> tuple[float, float]:
+    """Send one request; return its wall time and this process's CPU time, in ms."""
+    started, cpu_started = time.perf_counter(), time.process_time()
     response = await http.get(path, params=params)
     elapsed = (time.perf_counter() - started) * 1000
+    cpu = (time.process_time() - cpu_started) * 1000
     if response.status_code not in (200, 404):
         raise RuntimeError(f"{path} returned HTTP {response.status_code}: {response.text}")
-    return elapsed
+    return elapsed, cpu
 
 
 async def prepare(url: str, count: int) -> tuple[httpx.AsyncClient, object]:
@@ -214,19 +218,22 @@ async def measure(urls: dict[int, str], queries: int) -> None:
     clients = {count: await prepare(url, count) for count, url in urls.items()}
     shapes = {"baseline: unknown plan, 404": (f"/api/admin/rollbacks/{UUID(int=0)}", {})}
     shapes.update({name: ("/api/admin/rollback/stats", params) for name, params in QUERIES.items()})
-    header = "  ".join(f"{count:>7d} plans: median / p99 ms" for count in clients)
+    header = "  ".join(f"{count:>7d} plans: median / p99 / CPU p99 ms" for count in clients)
     print(f"  {'query':32s}  {header}")
     for name, (path, params) in shapes.items():
         samples: dict[int, list[float]] = {count: [] for count in clients}
+        cpu_samples: dict[int, list[float]] = {count: [] for count in clients}
         for index in range(queries + 100):
             order = list(clients) if index % 2 == 0 else list(reversed(list(clients)))
             for count in order:
-                elapsed = await timed_get(clients[count][0], path, params)
+                elapsed, cpu = await timed_get(clients[count][0], path, params)
                 if index >= 100:
                     samples[count].append(elapsed)
+                    cpu_samples[count].append(cpu)
         cells = "  ".join(
-            f"{statistics.median(values):>13.2f} / {percentile(values, 0.99):6.2f}      "
-            for values in samples.values()
+            f"{statistics.median(samples[count]):>13.2f} / {percentile(samples[count], 0.99):6.2f}"
+            f" / {percentile(cpu_samples[count], 0.99):6.2f}    "
+            for count in clients
         )
         print(f"  {name:32s}  {cells}")
     for http, db in clients.values():
