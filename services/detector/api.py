@@ -46,10 +46,9 @@ def build_router(
     @router.post("/api/metrics", status_code=202, dependencies=[auth.require("producer")])
     async def post_metrics(request: Request) -> JSONResponse:
         """Validate metric events and publish the valid observations to metrics.<env>.<svc>."""
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return _error(413, f"body of {len(body)} bytes is over {MAX_BODY_BYTES}: send "
-                               "smaller batches", "body_too_large")
+        body = await read_body(request)
+        if body is None:
+            return _body_too_large("send smaller batches")
         try:
             document = load_json(body)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -96,8 +95,11 @@ def build_router(
         )
 
     async def alerts(request: Request, model: Any, source: str) -> JSONResponse:
+        body = await read_body(request)
+        if body is None:
+            return _body_too_large("send fewer alerts per notification")
         try:
-            payload = model.model_validate_json(await request.body())
+            payload = model.model_validate_json(body)
         except ValidationError as exc:
             HTTP_REJECTED.labels(reason="invalid_alert").inc()
             fields = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
@@ -168,6 +170,28 @@ def _describe_window(window) -> dict[str, Any]:  # noqa: ANN001 - triggers.Windo
         "outcomes": dict(window.last_outcomes),
         "inBreach": sorted(window.fired),
     }
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes | None:
+    """Return the request body, or None as soon as it is known to be over ``limit`` bytes.
+
+    The body is read chunk by chunk, so a huge body is never held in memory whole.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _body_too_large(fix: str) -> JSONResponse:
+    return _error(413, f"body is over {MAX_BODY_BYTES} bytes: {fix}", "body_too_large")
 
 
 def _error(status: int, detail: str, reason: str) -> JSONResponse:

@@ -113,11 +113,17 @@ class ParsedMessage:
 
 
 def load_json(body: bytes) -> Any:
-    """Decode ``body``; NaN and Infinity literals (which orjson rejects) go through ``json``."""
+    """Decode ``body``; NaN and Infinity literals (which orjson rejects) go through ``json``.
+
+    Raises ValueError for invalid JSON, including nesting too deep for ``json``'s recursion.
+    """
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
-        return json.loads(body)
+        try:
+            return json.loads(body)
+        except RecursionError as exc:
+            raise ValueError("arrays or objects nested too deeply") from exc
 
 
 def parse_message(
