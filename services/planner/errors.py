@@ -37,3 +37,7 @@ class PlanConflict(PlannerError, Conflict):
     """The plan, or another plan of the same service, is in a state that forbids the request."""
 
     status_code = 409
+
+
+class DeploymentRejected(RollbackRejected):
+    """A deployment record that the planner does not store, with the field at fault and the fix."""

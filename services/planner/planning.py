@@ -20,7 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.planner import events, repository
 from services.planner.decision import IgnoreStale, StartPlan, Suppress, cooldown_for, decide
-from services.planner.errors import PlanConflict, PlanNotFound, RollbackRejected
+from services.planner.errors import (
+    DeploymentRejected,
+    PlanConflict,
+    PlanNotFound,
+    RollbackRejected,
+)
 from services.planner.models import ACTIVE_STATUSES, FINAL_STATUSES, Plan, Suppression
 from services.planner.targets import check_manual_target
 from shared.bus import CANCEL_SUBJECT, EXECUTE_SUBJECT
@@ -47,6 +52,10 @@ Clock = Callable[[], datetime]
 
 # Actor recorded on automatic plans and the commands the planner sends for them.
 SYSTEM_ACTOR = "system"
+# How far a deployment record's time may be ahead of the planner's clock. The current version
+# is the newest successful record by that time, so a record far in the future would stay
+# current and hide every later deployment.
+MAX_DEPLOYMENT_CLOCK_SKEW = timedelta(minutes=5)
 # Transactions tried per breach: a lost race on the active-plan index is decided again.
 BREACH_ATTEMPTS = 3
 OUTBOX_MODELS: dict[str, type[Contract]] = {
@@ -232,10 +241,19 @@ class Planner:
     ) -> bool:
         """Store a deployment record once; return whether it was new.
 
+        Raises DeploymentRejected when the record's time is too far ahead of the clock.
+
         With ``publish`` the record also goes on ``source_subject`` for other consumers; this
         planner's own consumer then finds its id in the inbox and skips it.
         """
         now = self.clock()
+        if record.deployed_at > now + MAX_DEPLOYMENT_CLOCK_SKEW:
+            raise DeploymentRejected(
+                "deployedAt",
+                record.deployed_at.isoformat(),
+                f"the time is more than {MAX_DEPLOYMENT_CLOCK_SKEW.total_seconds():.0f} s ahead "
+                "of the planner's clock: check the sender's clock, or leave deployedAt out",
+            )
         async with self.db.sessions() as session, session.begin():
             await repository.lock_for_write(session)
             if await repository.is_handled(session, record.event_id):

@@ -105,10 +105,12 @@ def build_router(planner: Planner, auth: Authenticator) -> APIRouter:
     """Build the planner's routes over ``planner``, guarded by ``auth``."""
     router = APIRouter(tags=["planner"])
 
-    @router.post("/api/admin/deployments", status_code=status.HTTP_202_ACCEPTED)
+    @router.post(
+        "/api/admin/deployments", status_code=status.HTTP_202_ACCEPTED, response_model=None
+    )
     async def record_deployment(
         body: DeploymentRequest, principal: Principal = auth.require("producer")
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | JSONResponse:
         """Record a deployment and publish it on ``deployments.<env>.<svc>``."""
         record = DeploymentRecorded(
             environment=body.environment,
@@ -119,7 +121,10 @@ def build_router(planner: Planner, auth: Authenticator) -> APIRouter:
             deployed_at=body.deployed_at or utc_now(),
         )
         deployment_subject = subject("deployments", record.environment, record.service)
-        await planner.record_deployment(record, deployment_subject, publish=True)
+        try:
+            await planner.record_deployment(record, deployment_subject, publish=True)
+        except PlannerError as exc:
+            return error_response(exc)
         return {
             "eventId": str(record.event_id),
             "environment": record.environment,

@@ -10,6 +10,7 @@ import logging
 
 from faststream.nats import NatsBroker, NatsMessage
 
+from services.planner.errors import DeploymentRejected
 from services.planner.planning import Planner
 from shared.bus import DEPLOYMENTS_STREAM, ROLLBACK_STREAM, dead_letter, subscribe
 from shared.contracts import BreachDetected, DeploymentRecorded, PlanFinished
@@ -57,7 +58,12 @@ def register_subscribers(broker: NatsBroker, planner: Planner) -> None:
         if await _subject_matches(
             broker, DEPLOYMENT_CONSUMER, msg, event.environment, event.service
         ):
-            await planner.record_deployment(event, msg.raw_message.subject)
+            try:
+                await planner.record_deployment(event, msg.raw_message.subject)
+            except DeploymentRejected as exc:
+                await dead_letter(
+                    broker, DEPLOYMENT_CONSUMER, msg.raw_message.subject, msg.body, str(exc)
+                )
 
     async def on_outcome(event: PlanFinished, msg: NatsMessage) -> None:
         if await _subject_matches(broker, OUTCOME_CONSUMER, msg, event.environment, event.service):

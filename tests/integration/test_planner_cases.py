@@ -444,7 +444,12 @@ async def test_stale_breach_ignored(planner, publisher, db):
 
 async def test_deployment_recorded_once(planner, db):
     record = DeploymentRecorded(
-        environment=ENV, service=SVC, version="v1", status="succeeded", actor="ci"
+        environment=ENV,
+        service=SVC,
+        version="v1",
+        status="succeeded",
+        actor="ci",
+        deployed_at=planner.clock(),
     )
     assert await planner.record_deployment(record, "deployments.production.checkout") is True
     assert await planner.record_deployment(record, "deployments.production.checkout") is False

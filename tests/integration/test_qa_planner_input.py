@@ -1,0 +1,112 @@
+"""Hostile deployment records and rollback requests to the planner, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from services.planner import repository
+from services.planner.errors import DeploymentRejected
+from services.planner.models import Deployment
+from services.planner.planning import Planner
+from services.planner.routes import build_router
+from services.planner.subscribers import DEPLOYMENT_CONSUMER
+from services.runner import Runtime, migration_folders
+from shared.auth import Authenticator
+from shared.bus import DEAD_LETTER_STREAM, DEPLOYMENTS_STREAM
+from shared.contracts import Contract, DeploymentRecorded, utc_now
+from shared.db import Database, open_database, upgrade
+from shared.settings import PlannerSettings
+from tests.integration.test_planner_bus import publish_raw, read_stream, wait_until_acked
+
+ENV = "production"
+SVC = "checkout"
+OPERATOR = {"Authorization": "Bearer operator-token"}
+
+
+async def drop_event(subject: str, event: Contract) -> None:
+    """Stand in for the bus: these tests read the database, not the events."""
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    await asyncio.to_thread(upgrade, database_url, migration_folders(["planner"]))
+    database = open_database(database_url)
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+def planner(db: Database) -> Planner:
+    return Planner(db, drop_event, PlannerSettings())
+
+
+@pytest.fixture
+def client(planner: Planner) -> httpx.AsyncClient:
+    auth = Authenticator({"operator-token": SecretStr("operator:olga")})
+    app = FastAPI()
+    app.include_router(build_router(planner, auth))
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://planner")
+
+
+def record(version: str, offset: timedelta = timedelta(0)) -> DeploymentRecorded:
+    return DeploymentRecorded(environment=ENV, service=SVC, version=version, status="succeeded",
+                              actor="ci", deployed_at=utc_now() + offset)
+
+
+async def current(db: Database) -> str | None:
+    async with db.sessions() as session:
+        row = await repository.current_version(session, ENV, SVC)
+    return row.version if row else None
+
+
+async def test_future_deployment_is_rejected(planner, db):
+    await planner.record_deployment(record("v1"), f"deployments.{ENV}.{SVC}")
+    with pytest.raises(DeploymentRejected) as caught:
+        await planner.record_deployment(record("v2", timedelta(days=365)),
+                                        f"deployments.{ENV}.{SVC}")
+    assert caught.value.field == "deployedAt"
+    assert await current(db) == "v1"
+    await planner.record_deployment(record("v3"), f"deployments.{ENV}.{SVC}")
+    assert await current(db) == "v3"
+
+
+async def test_small_clock_skew_is_accepted(planner, db):
+    await planner.record_deployment(record("v1", timedelta(seconds=60)),
+                                    f"deployments.{ENV}.{SVC}")
+    assert await current(db) == "v1"
+
+
+async def test_post_future_deployment_is_422(client, db):
+    body = {"service": SVC, "environment": ENV, "version": "v9",
+            "deployedAt": (utc_now() + timedelta(days=365)).isoformat()}
+    async with client:
+        response = await client.post("/api/admin/deployments", json=body, headers=OPERATOR)
+    assert response.status_code == 422
+    assert response.json()["field"] == "deployedAt"
+    assert "clock" in response.json()["detail"]
+    assert await current(db) is None
+
+
+@pytest.mark.nats
+async def test_future_deployment_on_bus_dead_lettered(nats_server, sqlite_url, make_settings):
+    url = nats_server.url
+    settings = make_settings(nats_url=url, database_url=sqlite_url)
+    async with Runtime(settings, ["planner"]) as runtime:
+        await publish_raw(url, f"deployments.{ENV}.{SVC}", record("v1", timedelta(days=365)))
+        await wait_until_acked(url, DEPLOYMENT_CONSUMER, stream=DEPLOYMENTS_STREAM.name)
+        letters = await read_stream(url, DEAD_LETTER_STREAM.name)
+        async with runtime.db.sessions() as session:
+            stored = (await session.scalars(select(Deployment))).all()
+
+    [(subject, body)] = letters
+    assert subject == f"deadletter.{DEPLOYMENT_CONSUMER}"
+    assert body["version"] == "v1"
+    assert stored == []
