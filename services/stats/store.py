@@ -168,16 +168,16 @@ class _Batch:
     async def apply(self, event: RollbackEvent) -> list[Fact]:
         """Apply one claimed event and return its facts."""
         if isinstance(event, BreachDetected):
-            await _add_signal(self.session, event, "breach", event.trigger, event.detail, None)
+            _add_signal(self.session, event, "breach", event.trigger, event.detail, None)
             return [Fact("breach", (event.trigger,))]
         if isinstance(event, BreachSuppressed):
-            await _add_signal(self.session, event, "suppressed", event.reason, event.detail, event.plan_id)
+            _add_signal(self.session, event, "suppressed", event.reason, event.detail, event.plan_id)
             return [Fact("suppressed", (event.reason,))]
         if isinstance(event, EscalationRaised):
-            await _add_signal(self.session, event, "escalation", event.reason, event.detail, event.plan_id)
+            _add_signal(self.session, event, "escalation", event.reason, event.detail, event.plan_id)
             return [Fact("escalation")]
         if isinstance(event, NotificationFailed):
-            await _add_signal(
+            _add_signal(
                 self.session, event, "notification_failed", event.channel, event.error, event.plan_id
             )
             return [Fact("notification_failed", (event.channel,))]
@@ -259,7 +259,7 @@ class _Batch:
                 await self.session.execute(_statement(self.session, table), rows)
 
 
-async def _add_signal(
+def _add_signal(
     session: AsyncSession,
     event: BreachDetected | BreachSuppressed | EscalationRaised | NotificationFailed,
     kind: str,
