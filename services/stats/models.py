@@ -124,7 +124,11 @@ class StatsReport(Base):
 
 
 class StatsSignal(Base):
-    """A breach, suppression, escalation or notification failure, for the dashboard."""
+    """A breach, suppression, escalation or notification failure, as it arrived.
+
+    NOTE: no route reads these rows yet. They keep the events that feed the breach,
+    suppression and notification metrics, so a later query can serve them after a restart.
+    """
 
     __tablename__ = "stats_signals"
 
