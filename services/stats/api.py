@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -19,14 +19,32 @@ from services.stats.rebuild import RebuildResult
 from services.stats.views import plan_json
 
 MAX_PAGE = 500
+# The largest offset SQLite and PostgreSQL accept (a signed 64-bit integer).
+MAX_OFFSET = 2**63 - 1
+# The latest accepted ``since``, because splitting a later one into days needs a day after
+# 9999-12-31.
+LATEST_SINCE = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 def _aware(value: datetime | None, field: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST,
             f"invalid {field} {value.isoformat()!r}: give a time zone, such as "
             "2026-12-04T10:00:00Z",
+        )
+    try:
+        in_utc = value.astimezone(UTC)
+    except OverflowError:
+        in_utc = None
+    if in_utc is None or (field == "since" and in_utc > LATEST_SINCE):
+        latest = LATEST_SINCE.isoformat() if field == "since" else "9999-12-31T23:59:59Z"
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            f"invalid {field} {value.isoformat()!r}: give a time from 0001-01-01T00:00:00Z "
+            f"to {latest} in UTC",
         )
     return value
 
@@ -89,7 +107,7 @@ def build_router(
         service: str | None = None,
         status_filter: PlanStatus | None = Query(None, alias="status"),
         limit: int = Query(50, ge=1, le=MAX_PAGE, description="Plans per page."),
-        offset: int = Query(0, ge=0, description="Plans to skip, newest first."),
+        offset: int = Query(0, ge=0, le=MAX_OFFSET, description="Plans to skip, newest first."),
         steps: bool = Query(False, description="Include each plan's steps."),
     ) -> dict[str, object]:
         """List one page of plans, newest first, with the number of plans that match."""
