@@ -18,6 +18,7 @@ from shared.backup import (
     list_backups,
     restore_backup,
 )
+from shared.backup.target import parse_database_url
 from shared.errors import TraviError
 from shared.settings import Settings
 
@@ -119,7 +120,9 @@ def restore(
         _fail(str(exc))
     restored_table = table or info.table
     scope = f"table {restored_table}" if restored_table else "the whole database"
-    typer.echo(f"Restored {scope} from {info.name} (checksum ok) into {info.database}")
+    # The backup may come from another database: name the one that was restored into.
+    target = parse_database_url(database_url).description
+    typer.echo(f"Restored {scope} from {info.name} (checksum ok) into {target}")
 
 
 def format_size(size: int) -> str:

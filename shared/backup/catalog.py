@@ -170,6 +170,10 @@ def list_backups(directory: Path, *, verify: bool = True) -> list[BackupInfo]:
     return backups
 
 
+def _article(phrase: str) -> str:
+    return "an" if phrase[:1] in "aeiou" else "a"
+
+
 def verified_backup(directory: Path, name: str) -> BackupInfo:
     """Return the backup ``name`` in ``directory`` after checking its size and SHA-256."""
     validate_backup_name(name)
@@ -187,7 +191,7 @@ def verified_backup(directory: Path, name: str) -> BackupInfo:
     info = read_backup(path, verify=False)
     if info.checksum_status in ("missing sidecar", "invalid sidecar"):
         raise SidecarError(
-            f"backup {name!r} has a {info.checksum_status.split()[0]} sidecar "
+            f"backup {name!r} has {_article(info.checksum_status)} {info.checksum_status} "
             f"{sidecar_path(path).name}, so its checksum cannot be verified; restore another "
             "backup (see 'travi db backup list')"
         )

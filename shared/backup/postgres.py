@@ -47,6 +47,14 @@ SELECT DISTINCT conrelid::regclass::text FROM pg_catalog.pg_constraint
 WHERE contype = 'f' AND confrelid = to_regclass(%s) AND conrelid <> confrelid
 ORDER BY 1
 """
+# The serial and identity columns of a table, each with the name of its sequence.
+_OWNED_SEQUENCES_QUERY = """
+SELECT quote_ident(attname), pg_catalog.pg_get_serial_sequence(%s, attname)
+FROM pg_catalog.pg_attribute
+WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped
+  AND pg_catalog.pg_get_serial_sequence(%s, attname) IS NOT NULL
+ORDER BY attnum
+"""
 _UNCHANGED_AFTER_RESTORE = "the restore ran in one transaction, so the database was not changed"
 # Output of a failed tool is cut to its end, where the cause usually is.
 _MAX_ERROR_CHARACTERS = 2000
@@ -120,6 +128,7 @@ class PostgresBackend:
         """
         tools = self.check_tools(RESTORE_TOOLS)
         statements = self._row_replacement_statements(table)
+        sequence_updates = self._sequence_statements(table)
         schema, name = split_table_name(table, "public")
         descriptor, script_name = tempfile.mkstemp(
             dir=path.parent, prefix=".", suffix=".restore.sql"
@@ -138,12 +147,33 @@ class PostgresBackend:
                     [tools["psql"], "--no-psqlrc", "--quiet", "--no-password",
                      "--single-transaction", "--set=ON_ERROR_STOP=1",
                      *[f"--command={statement}" for statement in statements],
-                     f"--file={script}", f"--dbname={self.target.conninfo}"],
+                     f"--file={script}",
+                     *[f"--command={statement}" for statement in sequence_updates],
+                     f"--dbname={self.target.conninfo}"],
                     environment,
                     _UNCHANGED_AFTER_RESTORE,
                 )
         finally:
             script.unlink(missing_ok=True)
+
+    def _sequence_statements(self, table: str) -> list[str]:
+        """Return the SQL that moves each sequence of ``table`` past its restored values.
+
+        pg_restore with --table restores rows but not the sequence values a whole dump sets.
+        A table created again since the backup would otherwise hand out ids that the restored
+        rows already use. A sequence that is already further on is left where it is.
+        """
+        quoted = quote_identifier(table)
+        owned = self._fetch_all(_OWNED_SEQUENCES_QUERY, (quoted, quoted, quoted))
+        statements = []
+        for column, sequence in owned:
+            literal = "'" + sequence.replace("'", "''") + "'"
+            statements.append(
+                f"SELECT pg_catalog.setval({literal}, GREATEST(max({column}), "
+                f"(SELECT last_value FROM {sequence}))) FROM ONLY {quoted} "
+                f"HAVING max({column}) IS NOT NULL"
+            )
+        return statements
 
     def _row_replacement_statements(self, table: str) -> list[str]:
         """Return the SQL that empties ``table`` before its rows are loaded again.
