@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.executor.errors import LeaseLost
+from services.executor.errors import LeaseLost, PlanCancelled
 from services.executor.models import PlanRow, StepRow
 from shared.contracts import STEP_NAMES, PlanCreated, StepName
 from shared.db import Database
@@ -157,6 +157,8 @@ class ExecutorRepository:
             cancel_actor=actor,
             cancel_reason=reason,
             outcome="cancelled",
+            # Worded as for a plan cancelled while it runs, so the reason reaches the outcome.
+            error=str(PlanCancelled(actor, reason)),
         )
         try:
             async with self.db.sessions.begin() as session:
