@@ -127,15 +127,15 @@ class Detector:
         window = self.window((message.environment, message.service, message.version), arrival)
         decisions: list[Decision] = []
         if message.requests:
-            window.requests.add_many(message.requests)
+            window.requests.add_many(message.requests, latest_end=arrival)
             self._evaluate_requests(window, sequence, decisions)
         for at, check, ok, check_id in message.health_checks:
             if window.health.record(check, ok, check_id):
-                window.requests.advance(at)
+                window.requests.advance(min(at, arrival))
                 self._evaluate_health(window, check, sequence, decisions)
         for at, spent, budget in message.budgets:
             if window.budget.record(at, spent, budget):
-                window.requests.advance(at)
+                window.requests.advance(min(at, arrival))
                 self._evaluate_budget(window, sequence, decisions)
         window.end_at_arrival = window.requests.end
         return decisions

@@ -1,7 +1,8 @@
 """Sliding event-time windows of requests, and the P95 they report.
 
 A window covers the ``window_seconds`` that end at the newest event time it has seen (its
-``end``), so ``(end - window_seconds, end]``. It keeps each request as ``(at, latency_ms,
+``end``, which :meth:`RequestWindow.add_many` may cap at the reader's clock), so
+``(end - window_seconds, end]``. It keeps each request as ``(at, latency_ms,
 flags)`` in a heap ordered by time, which lets requests arrive out of order and still expire
 exactly, and it keeps running counts of requests, errors, timeouts and requests slower than the
 latency threshold. Memory is bounded: past ``max_samples`` the oldest requests are dropped first.
@@ -16,6 +17,7 @@ only to report the measured P95.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Iterable
 
 ERROR = 1
@@ -62,8 +64,15 @@ class RequestWindow:
         self.slow = 0
         self._heap: list[tuple[float, float, int]] = []
 
-    def add_many(self, requests: Iterable[tuple[float, float, bool, bool]]) -> None:
-        """Add ``(at, latency_ms, is_error, timed_out)`` requests, then expire and trim."""
+    def add_many(
+        self, requests: Iterable[tuple[float, float, bool, bool]], latest_end: float = math.inf
+    ) -> None:
+        """Add ``(at, latency_ms, is_error, timed_out)`` requests, then expire and trim.
+
+        The end follows the newest ``at`` but stops at ``latest_end`` (the reader's clock), so a
+        producer whose clock runs ahead cannot expire the requests of the others. Its own
+        requests stay until the end passes them by ``window_seconds``.
+        """
         heap = self._heap
         push = heapq.heappush
         threshold = self.latency_threshold
@@ -85,12 +94,12 @@ class RequestWindow:
                 end = at
             push(heap, (at, latency, flags))
             added += 1
-        self.end = end
+        self.end = max(self.end, min(end, latest_end))
         self.count += added
         self.errors += errors
         self.timeouts += timeouts
         self.slow += slow
-        self.advance(end)
+        self.advance(self.end)
 
     def advance(self, end: float) -> None:
         """Move the window's end to ``end`` (if later), drop expired requests, trim to size."""

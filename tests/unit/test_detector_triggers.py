@@ -251,7 +251,8 @@ def test_request_triggers_match_brute_force(batches):
     in_breach = {"error_rate": False, "latency": False, "timeout": False}
     for sequence, batch in enumerate(batches, start=1):
         requests = [(T0 + at, latency, error, timed_out) for at, latency, error, timed_out in batch]
-        decisions = detector.apply(message(requests), sequence, T0)
+        # Read after every event time, as a detector behind its producers would be.
+        decisions = detector.apply(message(requests), sequence, T0 + 200)
         seen += requests
         end = max(item[0] for item in seen)
         window = [item for item in seen if item[0] > end - 30.0]

@@ -79,3 +79,33 @@ async def test_declared_huge_body_is_413(client):
     async with client:
         response = await client.post("/api/metrics", content=b"{}", headers=headers)
     assert response.status_code == 413
+
+
+def request(at: float, failed: bool) -> tuple[float, float, bool, bool]:
+    return (at, 50.0, failed, False)
+
+
+def batch_of(requests) -> obs.ParsedMessage:
+    return obs.ParsedMessage(environment="production", service="checkout", version="v2",
+                             requests=list(requests))
+
+
+def test_fast_producer_clock_does_not_blind_window():
+    detector = Detector(DetectorSettings())
+    # One producer's clock is 290 s ahead, inside the accepted clock skew.
+    detector.apply(batch_of([request(NOW + 290, False)]), 1, NOW)
+    decisions = detector.apply(
+        batch_of(request(NOW, failed=index < 20) for index in range(40)), 2, NOW
+    )
+    window = detector.windows["production", "checkout", "v2"]
+    assert window.requests.count == 41
+    assert [d.trigger for d in decisions if d.fired] == ["error_rate"]
+
+
+def test_future_request_still_expires():
+    detector = Detector(DetectorSettings())
+    detector.apply(batch_of([request(NOW + 290, True)]), 1, NOW)
+    detector.apply(batch_of([request(NOW + 400, False)]), 2, NOW + 400)
+    window = detector.windows["production", "checkout", "v2"]
+    assert window.requests.count == 1
+    assert window.requests.errors == 0
