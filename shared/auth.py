@@ -2,7 +2,7 @@
 
 Roles: ``viewer`` reads, ``producer`` sends metrics and alerts, ``operator`` does everything a
 viewer and a producer can and also operates rollbacks. Tokens are compared in constant time and
-never logged; the actor recorded for a request is the token's name, or its role and a short
+never logged. The actor recorded for a request is the token's name, or its role and a short
 fingerprint when it has none.
 """
 
@@ -36,13 +36,13 @@ TOKEN_FILE = "token"
 
 @dataclass(frozen=True)
 class Principal:
-    """Who made a request: a display name for the audit trail and a role."""
+    """The sender of a request: a display name for the audit trail and a role."""
 
     name: str
     role: str
 
     def can(self, role: str) -> bool:
-        """Whether this principal holds ``role``."""
+        """Return whether this principal has ``role``."""
         return role in GRANTS[self.role]
 
 

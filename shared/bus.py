@@ -2,8 +2,8 @@
 
 Delivery is at least once. Every publish sets ``Nats-Msg-Id`` to the event's ``event_id`` so
 that JetStream stores a repeat within the duplicate window once. Consumers built with
-:func:`subscribe` acknowledge explicitly: a message that fails validation goes to the
-dead-letter subject and is acknowledged; a handler error is retried with a delay until
+:func:`subscribe` acknowledge explicitly. A message that fails validation goes to the
+dead-letter subject and is acknowledged. A handler error is retried with a delay until
 ``max_deliver`` is reached, and then the message goes to the dead-letter subject too.
 """
 

@@ -15,7 +15,7 @@ RUNTIME_FILE = "runtime.json"
 
 
 class ApiError(TraviError):
-    """The API answered with an error status."""
+    """An error status returned by the API."""
 
     def __init__(self, status: int, detail: object) -> None:
         self.status = status

@@ -1,4 +1,4 @@
-"""What every service gets from the runner, and what it gives back.
+"""The contract between the runner and each service.
 
 A service module exposes ``create(context) -> Service``. ``create`` registers the service's
 subscribers on ``context.broker`` (before the broker starts) and returns a ``Service`` with its

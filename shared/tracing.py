@@ -13,7 +13,7 @@ def setup_tracing(exporter: str, *, service_name: str, otlp_endpoint: str | None
     """Return a tracer provider for ``service_name`` that sends spans to ``exporter``.
 
     The provider is returned rather than installed globally, so tests can run several side by
-    side; the caller passes it to the broker and installs it where it owns the process.
+    side. The caller passes it to the broker and installs it globally where it owns the process.
     """
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     if exporter == "console":
