@@ -6,13 +6,13 @@ builds its view from the events; these routes only change state.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Body, status
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from services.planner.errors import PlannerError, RollbackRejected
@@ -27,6 +27,17 @@ REJECTED_REQUESTS = Counter(
     "Manual rollback and plan requests the planner rejected, by field at fault.",
     ["field"],
 )
+
+
+def _without_nul(value: str) -> str:
+    # PostgreSQL text columns cannot store NUL, so it would fail the insert with a 500.
+    if "\x00" in value:
+        raise ValueError("contains a NUL character (\\u0000): remove it")
+    return value
+
+
+# Free text that is stored: any characters but NUL.
+Text = Annotated[str, AfterValidator(_without_nul)]
 
 
 class _Request(BaseModel):
@@ -44,7 +55,7 @@ class DeploymentRequest(_Request):
     environment: Name
     version: Version
     status: DeploymentStatus = "succeeded"
-    actor: str | None = Field(None, min_length=1, max_length=200)
+    actor: Text | None = Field(None, min_length=1, max_length=200)
     deployed_at: UtcDatetime | None = None
 
 
@@ -55,14 +66,14 @@ class RollbackRequest(_Request):
     environment: Name
     target_version: Version
     from_version: Version | None = None
-    reason: str = Field("", max_length=2000)
+    reason: Text = Field("", max_length=2000)
     force: bool = False
 
 
 class CancelRequest(_Request):
     """An optional reason for cancelling a plan."""
 
-    reason: str = Field("", max_length=2000)
+    reason: Text = Field("", max_length=2000)
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:

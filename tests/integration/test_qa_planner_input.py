@@ -110,3 +110,18 @@ async def test_future_deployment_on_bus_dead_lettered(nats_server, sqlite_url, m
     assert subject == f"deadletter.{DEPLOYMENT_CONSUMER}"
     assert body["version"] == "v1"
     assert stored == []
+
+
+async def test_nul_character_is_422_not_500(client, db):
+    deployment = {"service": SVC, "environment": ENV, "version": "v1", "actor": "ci\u0000bot"}
+    rollback = {"service": SVC, "environment": ENV, "targetVersion": "v1",
+                "reason": "bad\u0000release"}
+    async with client:
+        recorded = await client.post("/api/admin/deployments", json=deployment, headers=OPERATOR)
+        created = await client.post("/api/admin/rollbacks", json=rollback, headers=OPERATOR)
+    assert recorded.status_code == 422
+    assert recorded.json()["detail"][0]["loc"] == ["body", "actor"]
+    assert "NUL" in recorded.json()["detail"][0]["msg"]
+    assert created.status_code == 422
+    assert created.json()["detail"][0]["loc"] == ["body", "reason"]
+    assert await current(db) is None
