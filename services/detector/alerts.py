@@ -131,7 +131,9 @@ def _detail(source: str, alert: WebhookAlert) -> str:
     name = alert.labels.get("alertname", "unnamed alert")
     summary = alert.annotations.get("summary") or alert.annotations.get("description") or ""
     text = f"{source} alert {name!r} is firing since {alert.startsAt or 'an unknown time'}"
-    return f"{text}: {summary}" if summary else text
+    text = f"{text}: {summary}" if summary else text
+    # Consumers store the detail in text columns, and PostgreSQL rejects NUL in those.
+    return text.replace("\x00", "")
 
 
 def describe_skipped(skipped: list[SkippedAlert]) -> list[dict[str, Any]]:

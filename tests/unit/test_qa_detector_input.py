@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from services.detector import observations as obs
+from services.detector.alerts import WebhookAlert, alert_breaches
 from services.detector.api import build_router
 from services.detector.observations import parse_message
 from services.detector.triggers import Detector
@@ -109,3 +110,17 @@ def test_future_request_still_expires():
     window = detector.windows["production", "checkout", "v2"]
     assert window.requests.count == 1
     assert window.requests.errors == 0
+
+
+def test_alert_detail_has_no_nul():
+    alert = WebhookAlert(
+        status="firing",
+        labels={"alertname": "High\u0000Errors", "service": "checkout",
+                "environment": "production"},
+        annotations={"summary": "5xx\u0000 above 10%"},
+        startsAt="2026-12-04T10:00:00Z\u0000",
+    )
+    [breach], skipped = alert_breaches("grafana", [alert], DetectorSettings())
+    assert skipped == []
+    assert "\x00" not in breach.detail
+    assert "5xx above 10%" in breach.detail
