@@ -414,6 +414,12 @@ class Planner:
                 raise PlanConflict(
                     f"plan {plan.id} is {plan.status}: only a pending plan can be executed"
                 )
+            if plan.cancel_requested_at is not None:
+                # The cancel command went out first, so the executor ignores a later execute.
+                raise PlanConflict(
+                    f"plan {plan.id} has a cancel request from {plan.cancel_requested_by}, so it "
+                    "will end cancelled: create a new plan with 'travi rollback create'"
+                )
             plan.status = "in_progress"
             plan.started_at = now
             await session.flush()

@@ -125,3 +125,18 @@ async def test_nul_character_is_422_not_500(client, db):
     assert created.status_code == 422
     assert created.json()["detail"][0]["loc"] == ["body", "reason"]
     assert await current(db) is None
+
+
+async def test_execute_after_cancel_is_409(client, planner):
+    await planner.record_deployment(record("v1", timedelta(minutes=-2)), f"deployments.{ENV}.{SVC}")
+    await planner.record_deployment(record("v2", timedelta(minutes=-1)), f"deployments.{ENV}.{SVC}")
+    rollback = {"service": SVC, "environment": ENV, "targetVersion": "v1"}
+    async with client:
+        created = await client.post("/api/admin/rollbacks", json=rollback, headers=OPERATOR)
+        plan_id = created.json()["id"]
+        cancelled = await client.post(f"/api/admin/rollbacks/{plan_id}/cancel", headers=OPERATOR)
+        executed = await client.post(f"/api/admin/rollbacks/{plan_id}/execute", headers=OPERATOR)
+    assert created.status_code == 201
+    assert cancelled.status_code == 202
+    assert executed.status_code == 409
+    assert "cancel" in executed.json()["detail"]
