@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Collection, Sequence
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import SecretStr
@@ -61,11 +62,26 @@ class Channel(Protocol):
 
 
 def redact(text: str, secrets: Collection[SecretStr | None]) -> str:
-    """Return ``text`` with every secret value replaced by ``***``."""
+    """Return ``text`` with every secret value replaced by ``***``.
+
+    A secret URL is also removed by its path and query alone, because that is the secret part
+    of a Slack webhook URL, and a server or proxy may echo it back without the host.
+    """
+    forms: list[str] = []
     for secret in secrets:
         if secret is not None and secret.get_secret_value():
-            text = text.replace(secret.get_secret_value(), "***")
+            forms.extend(_secret_forms(secret.get_secret_value()))
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
     return text
+
+
+def _secret_forms(value: str) -> list[str]:
+    parts = urlsplit(value)
+    if not (parts.scheme and parts.netloc):
+        return [value]
+    path_and_query = value[len(f"{parts.scheme}://{parts.netloc}") :]
+    return [value, path_and_query] if len(path_and_query) > 1 else [value]
 
 
 def transport_error(exc: BaseException, secrets: Collection[SecretStr | None]) -> AttemptResult:
