@@ -40,7 +40,7 @@ def _aware(value: datetime | None, field: str) -> datetime | None:
     except OverflowError:
         in_utc = None
     if in_utc is None or (field == "since" and in_utc > LATEST_SINCE):
-        latest = LATEST_SINCE.isoformat() if field == "since" else "9999-12-31T23:59:59Z"
+        latest = "9999-12-31T00:00:00Z" if field == "since" else "9999-12-31T23:59:59Z"
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST,
             f"invalid {field} {value.isoformat()!r}: give a time from 0001-01-01T00:00:00Z "
