@@ -44,9 +44,14 @@ class TimelineEntry:
     description: str
 
 
+def _literal(text: str) -> str:
+    """Escape ``text`` so that a CommonMark viewer shows it as text instead of reading HTML."""
+    return text.replace("\\", "\\\\").replace("<", "\\<")
+
+
 def _cell(text: str) -> str:
     """Make ``text`` safe inside a Markdown table cell."""
-    text = " ".join(text.split()).replace("|", "\\|")
+    text = _literal(" ".join(text.split())).replace("|", "\\|")
     if len(text) > MAX_CELL_LENGTH:
         text = text[: MAX_CELL_LENGTH - 1] + "…"
     return text
@@ -202,7 +207,8 @@ def _summary(finished: PlanFinished, breach: BreachDetected | None) -> str:
         "failed": f"the rollback to {finished.to_version} failed"
         + (f" at step {finished.failed_step}" if finished.failed_step else "")
         + ", and people had to act.",
-        "cancelled": f"the rollback to {finished.to_version} was cancelled by {finished.actor}.",
+        "cancelled": f"the rollback to {finished.to_version} was cancelled by "
+        f"{_literal(finished.actor)}.",
     }[finished.outcome]
     return (
         f"{cause} on {finished.service} in {finished.environment}, running "
@@ -223,7 +229,10 @@ def _resolution(finished: PlanFinished, escalations: Sequence[NotifierEvent]) ->
             + ". Describe how the service was restored."
         )
     else:
-        text = f"The rollback was cancelled by {finished.actor}. Describe how the incident ended."
+        text = (
+            f"The rollback was cancelled by {_literal(finished.actor)}. "
+            "Describe how the incident ended."
+        )
     if escalations:
         text += f" {len(escalations)} escalation(s) asked people to act; see the timeline."
     return text
