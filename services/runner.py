@@ -16,6 +16,8 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from faststream.specification import AsyncAPI
 from opentelemetry.sdk.trace import TracerProvider
@@ -27,6 +29,7 @@ from shared.bus import declare_streams, make_broker
 from shared.db import Database, open_database, upgrade
 from shared.errors import Conflict, ConfigurationError, InvalidName, NotFound, TraviError
 from shared.health import health_router
+from shared.metrics import HTTP_REJECTED
 from shared.service import Service, ServiceContext
 from shared.settings import Settings
 from shared.tracing import setup_tracing
@@ -64,6 +67,12 @@ def _error_handlers(app: FastAPI) -> None:
         if isinstance(exc, InvalidName):
             body["field"] = exc.field
         return JSONResponse(body, status_code=code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own 422 body, which names each field at fault, plus the rejection count.
+        HTTP_REJECTED.labels(reason="invalid_request").inc()
+        return await request_validation_exception_handler(request, exc)
 
 
 def build_app(context: ServiceContext, services: Sequence[Service]) -> FastAPI:
