@@ -150,7 +150,9 @@ def render(plan_id: UUID, events: Sequence[NotifierEvent]) -> str | None:
     ]
     if restored is not None:
         recovery_ms = (restored - first).total_seconds() * 1000
-        lines[-1] += f", detection to restoration {wording.format_duration(max(recovery_ms, 0))}"
+        # A manual plan has no detection, so its recovery is counted from the rollback's start.
+        span = "detection to restoration" if breach is not None else "start to restoration"
+        lines[-1] += f", {span} {wording.format_duration(max(recovery_ms, 0))}"
     lines += [
         f"- **Severity:** {severity(finished, bool(escalations))}",
         f"- **Status:** rollback {finished.outcome}",

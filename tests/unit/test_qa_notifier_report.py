@@ -47,3 +47,15 @@ def test_report_text_reads_unchanged() -> None:
     html = rendered_html(render(created.plan_id, [created, failed]))
 
     assert "exit 3: C:\\temp &gt; 5 &amp; done | next" in html
+
+
+def test_manual_report_names_recovery_span() -> None:
+    created = events.plan(trigger="manual", trigger_type="manual", breach=None)
+    history = [created, events.execute(created)]
+    history.append(events.step(created, "resume_traffic", "succeeded", at=5, duration_ms=10))
+    finished = events.finished(created, trigger="manual", trigger_type="manual")
+
+    markdown = render(created.plan_id, [*history, finished])
+
+    assert "start to restoration" in markdown
+    assert "detection" not in markdown
