@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from faststream.nats import NatsBroker, NatsMessage
+from sqlalchemy.exc import DataError
 
 from services.planner.errors import DeploymentRejected
 from services.planner.planning import Planner
@@ -63,6 +64,16 @@ def register_subscribers(broker: NatsBroker, planner: Planner) -> None:
             except DeploymentRejected as exc:
                 await dead_letter(
                     broker, DEPLOYMENT_CONSUMER, msg.raw_message.subject, msg.body, str(exc)
+                )
+            except DataError as exc:
+                # A value the database cannot store, such as NUL in PostgreSQL text, fails the
+                # same way on every delivery, so it goes to the dead-letter subject at once.
+                await dead_letter(
+                    broker,
+                    DEPLOYMENT_CONSUMER,
+                    msg.raw_message.subject,
+                    msg.body,
+                    f"the database rejected a value of this record ({exc.orig}): fix the record",
                 )
 
     async def on_outcome(event: PlanFinished, msg: NatsMessage) -> None:

@@ -140,3 +140,21 @@ async def test_execute_after_cancel_is_409(client, planner):
     assert cancelled.status_code == 202
     assert executed.status_code == 409
     assert "cancel" in executed.json()["detail"]
+
+
+@pytest.mark.nats
+@pytest.mark.postgres
+async def test_nul_actor_on_bus_dead_lettered(nats_server, postgres_url, make_settings):
+    url = nats_server.url
+    settings = make_settings(nats_url=url, database_url=postgres_url)
+    event = DeploymentRecorded(environment=ENV, service=SVC, version="v1", status="succeeded",
+                               actor="ci\u0000bot")
+    async with Runtime(settings, ["planner"]):
+        await publish_raw(url, f"deployments.{ENV}.{SVC}", event)
+        await wait_until_acked(url, DEPLOYMENT_CONSUMER, timeout=10.0,
+                               stream=DEPLOYMENTS_STREAM.name)
+        letters = await read_stream(url, DEAD_LETTER_STREAM.name)
+
+    [(subject, body)] = letters
+    assert subject == f"deadletter.{DEPLOYMENT_CONSUMER}"
+    assert body["actor"] == "ci\u0000bot"
