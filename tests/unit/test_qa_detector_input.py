@@ -37,14 +37,14 @@ def client(tmp_path):
 
 
 @pytest.mark.parametrize("body", [b"[" * 100_000, b'{"a":' * 5_000 + b"1" + b"}" * 5_000])
-def test_deeply_nested_json_is_invalid_json(body):
+def test_deeply_nested_json_is_invalid(body):
     parsed = parse(body)
     assert parsed.accepted == 0
     assert [r.reason for r in parsed.rejections] == [obs.INVALID_JSON]
     assert "nest" in parsed.rejections[0].message
 
 
-async def test_post_metrics_deeply_nested_json_is_400(client):
+async def test_post_metrics_deep_json_is_400(client):
     async with client:
         response = await client.post("/api/metrics", content=b"[" * 100_000, headers=PRODUCER)
     assert response.status_code == 400

@@ -1,4 +1,4 @@
-"""Request validation errors of the composed HTTP app are answered as usual and counted."""
+"""Request validation errors of the composed HTTP app: the usual 422 body, and a count."""
 
 from __future__ import annotations
 
