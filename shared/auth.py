@@ -32,6 +32,10 @@ GRANTS: dict[str, frozenset[str]] = {
     "operator": frozenset({"viewer", "producer", "operator"}),
 }
 TOKEN_FILE = "token"
+# Methods that accept the dashboard's sign-in cookie in place of the bearer header. Browsers
+# send a SameSite cookie with requests from every port of the same host, so a page served on
+# another local port could otherwise change plans with an operator's cookie.
+COOKIE_METHODS = frozenset({"GET", "HEAD"})
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ class Authenticator:
         def dependency(request: Request) -> Principal:
             header = request.headers.get("authorization", "")
             scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not token:
+            if (scheme.lower() != "bearer" or not token) and request.method in COOKIE_METHODS:
                 token = request.cookies.get("travi_token", "")
             if not token:
                 HTTP_REJECTED.labels(reason="missing_token").inc()
