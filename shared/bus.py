@@ -176,7 +176,7 @@ def subscribe(
     model: type[T] | Any,
     handler: Callable[[T, NatsMessage], Awaitable[None]],
     max_deliver: int = 10,
-    ack_wait: float = 30.0,
+    ack_wait: float = 10.0,
     batch_size: int = 1,
     fetch_timeout: float = 0.5,
     deliver_policy: DeliverPolicy = DeliverPolicy.ALL,
