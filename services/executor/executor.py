@@ -35,7 +35,12 @@ from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# How long a stopping executor waits for its runners to reach a step boundary, seconds.
+# How long a stopping executor lets its plans run to their end before it asks them to stop,
+# seconds. A plan handed back mid-way keeps its traffic paused until an executor takes it over,
+# which under a single-process ``travi up`` means until the next start; most plans end within
+# this time. It stays below the 10 s that ``docker stop`` waits before SIGKILL.
+FINISH_GRACE_SECONDS = 8.0
+# How long a stopping executor then waits for its runners to reach a step boundary, seconds.
 STOP_GRACE_SECONDS = 10.0
 
 
@@ -66,18 +71,22 @@ class Executor:
         logger.info("Executor %s started.", self.owner)
 
     async def stop(self) -> None:
-        """Stop the sweeper, let each runner reach a step boundary, and hand the plans back.
+        """Stop the sweeper, let plans finish or reach a step boundary, and hand the rest back.
 
-        A runner still inside a step after ``STOP_GRACE_SECONDS`` is cancelled; its step is
-        left running, and the next executor resumes it by the takeover rules.
+        Plans first get ``FINISH_GRACE_SECONDS`` to end. A runner still inside a step after a
+        further ``STOP_GRACE_SECONDS`` is cancelled. Its step is left running, and the next
+        executor resumes it by the takeover rules.
         """
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         running = list(self.runners.items())
-        for _plan_id, (runner, _task) in running:
-            runner.request_stop()
+        if running:
+            await asyncio.wait([task for _, (_, task) in running], timeout=FINISH_GRACE_SECONDS)
+        for _plan_id, (runner, task) in running:
+            if not task.done():
+                runner.request_stop()
         tasks = [task for _, (_, task) in running]
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)

@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY
 
 from services.executor.drivers import registry
+from services.executor import executor as executor_module
 from services.executor.executor import Executor
 from services.executor.repository import ExecutorRepository
 from services.runner import migration_folders
@@ -465,7 +466,23 @@ async def test_failed_resume_is_escalated(repo, recorder):
     assert "traffic could not be resumed" in sink.of_type("PlanFinished")[0].error
 
 
-async def test_stop_waits_for_switch(shared_repo, recorder):
+async def test_stop_lets_plan_finish(shared_repo, recorder):
+    recorder.sleep["switch"] = 0.5
+    sink = ListSink()
+    executor = make_executor(shared_repo, sink, recorder)
+    plan = plan_created()
+    await executor.execute(ExecutePlan(plan=plan, actor="alice"))
+    while recorder.calls["switch"] == 0:
+        await asyncio.sleep(0.01)
+    await executor.stop()
+    state = await shared_repo.load(str(plan.plan_id))
+    assert state.status == "completed"
+    assert recorder.calls["switch"] == 1
+    assert recorder.paused is False
+
+
+async def test_stop_waits_for_switch(shared_repo, recorder, monkeypatch):
+    monkeypatch.setattr(executor_module, "FINISH_GRACE_SECONDS", 0.1)
     repo = shared_repo
     recorder.sleep["switch"] = 0.5
     sink = ListSink()
