@@ -80,6 +80,15 @@ def build_app(context: ServiceContext, services: Sequence[Service]) -> FastAPI:
     app = FastAPI(title="TRAVI rollback system", version=VERSION)
     _error_handlers(app)
 
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):  # noqa: ANN001, ANN202
+        response = await call_next(request)
+        # The dashboard must not be framed by another page, nor a response sniffed as HTML.
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
+
     async def bus_check() -> None:
         if not context.broker.connection.is_connected:
             raise ConnectionError("not connected to NATS")

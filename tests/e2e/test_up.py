@@ -75,7 +75,10 @@ async def test_up_serves_health_and_stops_cleanly(tmp_path):
     body = wait_healthy(url, process)
     assert body["status"] == "healthy"
     assert set(body["checks"]) == {"database", "bus", "memory"}
-    assert httpx.get(url + "/api/health/live").json() == {"status": "healthy"}
+    live = httpx.get(url + "/api/health/live")
+    assert live.json() == {"status": "healthy"}
+    assert live.headers["x-content-type-options"] == "nosniff"
+    assert live.headers["x-frame-options"] == "DENY"
     assert httpx.get(url + "/api/health/ready").status_code == 200
     assert "paths" in httpx.get(url + "/openapi.json").json()
     assert httpx.get(url + "/asyncapi.json").json()["asyncapi"].startswith("3.")
