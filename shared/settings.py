@@ -91,7 +91,12 @@ class PlannerSettings(BaseModel):
         2, ge=1, description="Automatic rollbacks per service and environment per hour."
     )
     outbox_relay_seconds: float = Field(
-        5.0, gt=0, description="Interval of the retry of events left unpublished, seconds."
+        5.0,
+        gt=0,
+        description=(
+            "Interval of the background loop that retries events left unpublished and "
+            "re-checks breaches deferred by a cooldown, seconds."
+        ),
     )
 
 

@@ -15,6 +15,11 @@ one per breach. ``in_progress`` and ``cooldown`` suppressions set no cooldown: t
 them already limits how often the trigger acts, and extending a cooldown on every suppressed
 breach would keep a service that breaches continuously in cooldown forever.
 
+A cooldown delays a breach but does not cancel it. The detector reports a breach once, when its
+trigger enters breach, so a ``cooldown`` suppression defers the breach to the end of the
+cooldown (``recheck_at``), when :mod:`services.planner.deferral` decides it again. A breach about
+a version older than the current one is not deferred, because nothing runs that version.
+
 Cooldowns and the loop guard are judged at the planner's clock when it handles the breach,
 not at the breach's ``detected_at``, so a late or redelivered breach cannot reach back into a
 time before a cooldown was set. This module does no I/O.
@@ -31,6 +36,8 @@ from shared.contracts import BreachDetected, SuppressionReason
 from shared.settings import PlannerSettings
 
 LOOP_GUARD_WINDOW = timedelta(hours=1)
+# Suppressions that set a cooldown because a person must decide what runs next.
+MANUAL_ACTION_REASONS = ("no_target", "loop_guard")
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class BreachContext:
     bad_versions: Collection[str]
     # Automatic plans created within LOOP_GUARD_WINDOW before now, whatever their status.
     recent_automatic_plans: int
+    # What set the trigger's cooldown: "plan" or a suppression reason.
+    cooldown_cause: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,9 @@ class Suppress:
     needs_manual_action: bool = False
     sets_cooldown: bool = False
     plan_id: str | None = None
+    # For a breach deferred by a cooldown: when to decide it again, and the version it is about.
+    recheck_at: datetime | None = None
+    version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,11 +109,7 @@ def decide(
         )
 
     if context.cooldown_until is not None and now < context.cooldown_until:
-        return Suppress(
-            "cooldown",
-            f"trigger {breach.trigger} is in its cooldown until "
-            f"{context.cooldown_until.isoformat()}",
-        )
+        return _cooldown_suppression(breach, context, context.cooldown_until)
 
     current, stale = breaching_version(context.history, context.current_version, breach.version)
     if stale:
@@ -127,6 +135,45 @@ def decide(
             sets_cooldown=True,
         )
     return StartPlan(from_version=current, to_version=target)
+
+
+def _cooldown_suppression(
+    breach: BreachDetected, context: BreachContext, until: datetime
+) -> Suppress:
+    """Suppress a breach in its trigger's cooldown, deferring it unless it is stale."""
+    version, stale = breaching_version(context.history, context.current_version, breach.version)
+    if stale:
+        return Suppress(
+            "cooldown",
+            f"trigger {breach.trigger} is in its cooldown until {until.isoformat()}. The breach "
+            f"is about {breach.version}, which {context.current_version} replaced, so it will "
+            "not be re-checked",
+        )
+
+    detail = (
+        f"the breach of {describe_version(version)} is deferred because trigger "
+        f"{breach.trigger} is in its cooldown, and it will be re-checked at {until.isoformat()}"
+    )
+    # After a no_target or loop_guard suppression the planner has already handed the service
+    # to people, and the re-check will most likely end the same way.
+    needs_manual_action = context.cooldown_cause in MANUAL_ACTION_REASONS
+    if needs_manual_action:
+        detail += (
+            f". The cooldown follows a {context.cooldown_cause} suppression, so manual action "
+            "is needed"
+        )
+    return Suppress(
+        "cooldown",
+        detail,
+        needs_manual_action=needs_manual_action,
+        recheck_at=until,
+        version=version,
+    )
+
+
+def describe_version(version: str | None) -> str:
+    """Return ``version`` for a message, or words saying that no version is known."""
+    return version if version is not None else "an unrecorded version"
 
 
 def _no_target_detail(current: str | None) -> str:

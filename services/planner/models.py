@@ -17,6 +17,8 @@ ACTIVE_STATUSES = ("pending", "in_progress")
 FINAL_STATUSES = ("completed", "failed", "cancelled")
 # The condition of the partial unique index; the same SQL on SQLite and PostgreSQL.
 ACTIVE_PLAN_WHERE = "status IN ('pending', 'in_progress')"
+# The condition of the partial index over deferred breaches not yet re-checked.
+DEFERRED_WHERE = "recheck_at IS NOT NULL AND rechecked_at IS NULL"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -80,7 +82,11 @@ class CurrentVersion(Base):
 
 
 class BadVersion(Base):
-    """A version that triggered an automatic rollback; it is never chosen as a target."""
+    """A version that a rollback replaced; no automatic rollback chooses it as a target.
+
+    Automatic rollbacks mark their breaching version when the plan is stored, and manual
+    rollbacks mark the version they replaced once they complete.
+    """
 
     __tablename__ = "planner_bad_versions"
 
@@ -89,6 +95,8 @@ class BadVersion(Base):
     version: Mapped[str] = mapped_column(String(128), primary_key=True)
     plan_id: Mapped[str | None] = mapped_column(String(36))
     marked_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Why the version was marked, such as "manual rollback by alice".
+    reason: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class Plan(Base):
@@ -147,6 +155,22 @@ class Suppression(Base):
     plan_id: Mapped[str | None] = mapped_column(String(36))
     needs_manual_action: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # A breach deferred by a cooldown: the breach as JSON, the version it is about, when to
+    # re-check it, and when and how the re-check settled it (see services/planner/deferral.py).
+    breach_json: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[str | None] = mapped_column(String(128))
+    recheck_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    rechecked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    recheck_outcome: Mapped[str | None] = mapped_column(String(16))
+
+    __table_args__ = (
+        Index(
+            "ix_planner_suppressions_deferred",
+            "recheck_at",
+            sqlite_where=text(DEFERRED_WHERE),
+            postgresql_where=text(DEFERRED_WHERE),
+        ),
+    )
 
 
 class Cooldown(Base):

@@ -15,11 +15,26 @@ from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 from prometheus_client import Counter
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.planner import events, repository
-from services.planner.decision import IgnoreStale, StartPlan, Suppress, cooldown_for, decide
+from services.planner.decision import (
+    IgnoreStale,
+    StartPlan,
+    Suppress,
+    cooldown_for,
+    decide,
+    describe_version,
+)
+from services.planner.deferral import (
+    DropDeferred,
+    Postpone,
+    WaitForPlan,
+    derived_breach,
+    recheck,
+)
 from services.planner.errors import (
     DeploymentRejected,
     PlanConflict,
@@ -71,6 +86,12 @@ BREACH_DECISIONS = Counter(
 OUTBOX_FAILURES = Counter(
     "travi_planner_outbox_publish_failures_total",
     "Outbox messages whose publish failed and that wait for a later attempt.",
+)
+DEFERRED_RECHECKS = Counter(
+    "travi_planner_deferred_rechecks_total",
+    "Breaches deferred by a cooldown and re-checked after it, by result "
+    "(redecided, dropped, invalid).",
+    ["result"],
 )
 UNKNOWN_OUTCOMES = Counter(
     "travi_planner_unknown_outcomes_total",
@@ -133,19 +154,27 @@ class Planner:
                     "Breach %s was handled before; publishing its stored events.", breach.event_id
                 )
                 return
-            await repository.add_inbox_entry(session, breach.event_id, source_subject, now)
-            context = await repository.load_breach_context(
-                session, breach.environment, breach.service, breach.trigger, now
-            )
-            decision = decide(
-                breach, context, now=now, loop_guard_max=self.settings.loop_guard_max_per_hour
-            )
-            if isinstance(decision, StartPlan):
-                await self._start_automatic_plan(session, breach, decision, now)
-            elif isinstance(decision, Suppress):
-                await self._suppress(session, breach, decision, now)
-            else:
-                self._ignore_stale(breach, decision)
+            await self._decide_new_breach(session, breach, source_subject, now)
+
+    async def _decide_new_breach(
+        self, session: AsyncSession, breach: BreachDetected, source_subject: str, now: datetime
+    ) -> str:
+        """Record ``breach`` in the inbox, decide it and store the result; return the decision."""
+        await repository.add_inbox_entry(session, breach.event_id, source_subject, now)
+        context = await repository.load_breach_context(
+            session, breach.environment, breach.service, breach.trigger, now
+        )
+        decision = decide(
+            breach, context, now=now, loop_guard_max=self.settings.loop_guard_max_per_hour
+        )
+        if isinstance(decision, StartPlan):
+            await self._start_automatic_plan(session, breach, decision, now)
+            return "plan"
+        if isinstance(decision, Suppress):
+            await self._suppress(session, breach, decision, now)
+            return decision.reason
+        self._ignore_stale(breach, decision)
+        return "stale"
 
     async def _start_automatic_plan(
         self, session: AsyncSession, breach: BreachDetected, decision: StartPlan, now: datetime
@@ -155,7 +184,13 @@ class Planner:
         await session.flush()
 
         await repository.mark_bad(
-            session, plan.environment, plan.service, decision.from_version, plan.id, now
+            session,
+            plan.environment,
+            plan.service,
+            decision.from_version,
+            plan_id=plan.id,
+            reason=f"automatic rollback after a breach of trigger {breach.trigger}",
+            now=now,
         )
         await repository.set_cooldown(
             session,
@@ -176,10 +211,11 @@ class Planner:
 
         BREACH_DECISIONS.labels(decision="plan").inc()
         logger.info(
-            "Created automatic plan %s from %s to %s after a %s breach.",
+            "Created automatic plan %s from %s to %s after breach %s of trigger %s.",
             plan.id,
             plan.from_version,
             plan.to_version,
+            breach.event_id,
             breach.trigger,
         )
 
@@ -207,6 +243,9 @@ class Planner:
                 plan_id=decision.plan_id,
                 needs_manual_action=decision.needs_manual_action,
                 created_at=now,
+                breach_json=breach.model_dump_json() if decision.recheck_at else None,
+                version=decision.version,
+                recheck_at=decision.recheck_at,
             ),
         )
         if decision.sets_cooldown:
@@ -224,15 +263,121 @@ class Planner:
         await repository.add_outbox(session, str(breach.event_id), suppressed_subject, event, now)
         BREACH_DECISIONS.labels(decision=decision.reason).inc()
         logger.info(
-            "Suppressed a %s breach: %s (%s).", breach.trigger, decision.reason, decision.detail
+            "Suppressed breach %s of trigger %s as %s: %s.",
+            breach.event_id,
+            breach.trigger,
+            decision.reason,
+            decision.detail,
         )
 
     def _ignore_stale(self, breach: BreachDetected, decision: IgnoreStale) -> None:
         BREACH_DECISIONS.labels(decision="stale").inc()
-        logger.info("Ignored a stale %s breach: %s.", breach.trigger, decision.detail)
+        logger.info(
+            "Ignored stale breach %s of trigger %s: %s.",
+            breach.event_id,
+            breach.trigger,
+            decision.detail,
+        )
 
     def _cooldown(self, breach: BreachDetected) -> timedelta:
         return cooldown_for(self.settings, breach.environment, breach.service, breach.trigger)
+
+    # Breaches deferred by a cooldown.
+
+    async def recheck_deferred(self) -> int:
+        """Re-check the deferred breaches whose cooldown has ended; return how many were settled.
+
+        A breach is settled when it is decided again or dropped. One whose service has an
+        active plan stays deferred until a later call finds the plan finished. Events of the
+        new decisions are published here; a failed publish is left to the outbox relay.
+        """
+        now = self.clock()
+        async with self.db.sessions() as session:
+            due = await repository.due_deferred(session, now)
+        settled = 0
+        for suppression_id in due:
+            source_id = await self._recheck_with_retries(suppression_id)
+            if source_id is not None:
+                settled += 1
+                await self.publish_outbox(source_id=source_id)
+        return settled
+
+    async def _recheck_with_retries(self, suppression_id: str) -> str | None:
+        for attempt in range(1, BREACH_ATTEMPTS + 1):
+            try:
+                return await self._recheck_one(suppression_id)
+            except IntegrityError:
+                if attempt == BREACH_ATTEMPTS:
+                    raise
+                # Another replica stored a plan or re-checked this breach first, so the next
+                # attempt reads that state.
+                logger.info(
+                    "Lost a race on the re-check of suppression %s; checking again.",
+                    suppression_id,
+                )
+        return None
+
+    async def _recheck_one(self, suppression_id: str) -> str | None:
+        """Re-check one deferred breach; return the outbox source id once it is settled."""
+        now = self.clock()
+        async with self.db.sessions() as session, session.begin():
+            await repository.lock_for_write(session)
+            row = await repository.lock_deferred(session, suppression_id)
+            if row is None or row.breach_json is None:
+                return None
+            try:
+                original = BreachDetected.model_validate_json(row.breach_json)
+            except ValidationError as exc:
+                # A stored breach that no longer validates would fail every re-check.
+                row.rechecked_at = now
+                row.recheck_outcome = "invalid"
+                DEFERRED_RECHECKS.labels(result="invalid").inc()
+                logger.warning(
+                    "Dropped deferred suppression %s: its stored breach is invalid (%s).",
+                    suppression_id,
+                    exc,
+                )
+                return suppression_id
+            context = await repository.load_breach_context(
+                session, row.environment, row.service, row.trigger, now
+            )
+            action = recheck(row.version, context, now=now)
+            if isinstance(action, WaitForPlan):
+                return None
+            if isinstance(action, Postpone):
+                row.recheck_at = action.until
+                logger.info(
+                    "Postponed deferred breach %s to %s, the new end of its cooldown.",
+                    original.event_id,
+                    action.until.isoformat(),
+                )
+                return None
+
+            row.rechecked_at = now
+            if isinstance(action, DropDeferred):
+                row.recheck_outcome = "dropped"
+                DEFERRED_RECHECKS.labels(result="dropped").inc()
+                logger.info(
+                    "Dropped deferred breach %s of trigger %s: %s.",
+                    original.event_id,
+                    original.trigger,
+                    action.detail,
+                )
+                return str(original.event_id)
+            breach = derived_breach(original, row.version, now)
+            breach_subject = subject("rollback.breach", breach.environment, breach.service)
+            row.recheck_outcome = await self._decide_new_breach(
+                session, breach, breach_subject, now
+            )
+            DEFERRED_RECHECKS.labels(result="redecided").inc()
+            logger.info(
+                "Decided deferred breach %s of %s again as breach %s: %s.",
+                original.event_id,
+                describe_version(row.version),
+                breach.event_id,
+                row.recheck_outcome,
+            )
+            return str(breach.event_id)
 
     # Deployments and outcomes.
 
@@ -302,6 +447,8 @@ class Planner:
                 self._finish(plan, outcome)
                 if outcome.outcome == "completed":
                     await self._record_rollback_deployment(session, plan, outcome, now)
+                    if plan.trigger_type == "manual":
+                        await self._mark_manual_rollback_bad(session, plan, now)
             logger.info("Plan %s finished: %s.", plan_id, outcome.outcome)
 
     @staticmethod
@@ -311,6 +458,31 @@ class Planner:
         plan.finished_at = outcome.finished_at
         plan.failed_step = outcome.failed_step
         plan.error = outcome.error
+
+    @staticmethod
+    async def _mark_manual_rollback_bad(session: AsyncSession, plan: Plan, now: datetime) -> None:
+        """Mark the version a completed manual rollback replaced, so no automatic one returns.
+
+        An operator can still choose that version as a manual target with force and a reason.
+        """
+        if plan.from_version is None:
+            return
+        marked = await repository.mark_bad(
+            session,
+            plan.environment,
+            plan.service,
+            plan.from_version,
+            plan_id=plan.id,
+            reason=f"manual rollback by {plan.actor}",
+            now=now,
+        )
+        if marked:
+            logger.info(
+                "Marked %s bad because manual plan %s of %s rolled it back.",
+                plan.from_version,
+                plan.id,
+                plan.actor,
+            )
 
     async def _record_rollback_deployment(
         self, session: AsyncSession, plan: Plan, outcome: PlanFinished, now: datetime

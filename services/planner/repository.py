@@ -117,6 +117,7 @@ async def load_breach_context(
         current_version=current.version if current else None,
         bad_versions=await bad_versions(session, environment, service),
         recent_automatic_plans=recent or 0,
+        cooldown_cause=cooldown.cause if cooldown else None,
     )
 
 
@@ -148,13 +149,26 @@ async def set_cooldown(
 
 
 async def mark_bad(
-    session: AsyncSession, environment: str, service: str, version: str, plan_id: str, now: datetime
-) -> None:
-    """Mark ``version`` bad; a version already marked keeps its first mark."""
+    session: AsyncSession,
+    environment: str,
+    service: str,
+    version: str,
+    *,
+    plan_id: str,
+    reason: str,
+    now: datetime,
+) -> bool:
+    """Mark ``version`` bad and return True; a version already marked keeps its first mark."""
     statement = _insert_for(session)(BadVersion).values(
-        environment=environment, service=service, version=version, plan_id=plan_id, marked_at=now
+        environment=environment,
+        service=service,
+        version=version,
+        plan_id=plan_id,
+        reason=reason,
+        marked_at=now,
     )
-    await session.execute(statement.on_conflict_do_nothing())
+    result = await session.execute(statement.on_conflict_do_nothing())
+    return result.rowcount == 1
 
 
 async def add_deployment(session: AsyncSession, record: DeploymentRecorded, now: datetime) -> None:
@@ -249,3 +263,35 @@ async def add_suppression(session: AsyncSession, row: Suppression) -> None:
     """Store a suppression."""
     session.add(row)
     await session.flush()
+
+
+async def due_deferred(session: AsyncSession, now: datetime, limit: int = 100) -> list[str]:
+    """Return the ids of deferred suppressions due for their re-check, oldest due first."""
+    rows = await session.scalars(
+        select(Suppression.event_id)
+        .where(
+            Suppression.recheck_at.is_not(None),
+            Suppression.rechecked_at.is_(None),
+            Suppression.recheck_at <= now,
+        )
+        .order_by(Suppression.recheck_at, Suppression.created_at)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def lock_deferred(session: AsyncSession, event_id: str) -> Suppression | None:
+    """Return a deferred suppression not yet re-checked, locked until the transaction ends.
+
+    On PostgreSQL a second replica waits for the lock and then finds the row re-checked.
+    SQLite has no row locks; :func:`lock_for_write` serialises its writers instead.
+    """
+    return await session.scalar(
+        select(Suppression)
+        .where(
+            Suppression.event_id == event_id,
+            Suppression.recheck_at.is_not(None),
+            Suppression.rechecked_at.is_(None),
+        )
+        .with_for_update()
+    )

@@ -36,8 +36,12 @@ class BusPublisher:
         await publish(self._broker, subject, event, timeout=self._timeout)
 
 
-class OutboxRelay:
-    """Publishes, at an interval, outbox events that a crash or a bus outage left behind."""
+class BackgroundLoop:
+    """Re-checks deferred breaches and publishes left-behind outbox events, at an interval.
+
+    The first pass runs as soon as the loop starts, so breaches whose cooldown ended while no
+    planner was running are decided at start-up.
+    """
 
     def __init__(self, planner: Planner, interval: float) -> None:
         self._planner = planner
@@ -45,11 +49,11 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Start the relay loop."""
-        self._task = asyncio.create_task(self._run(), name="planner-outbox-relay")
+        """Start the loop."""
+        self._task = asyncio.create_task(self._run(), name="planner-background-loop")
 
     async def stop(self) -> None:
-        """Stop the relay loop and wait for it."""
+        """Stop the loop and wait for it."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -58,18 +62,35 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         while True:
-            try:
-                count = await self._planner.publish_outbox(
-                    created_before=self._planner.clock() - RELAY_MIN_AGE
-                )
-            except Exception:  # A database or bus outage must not end the loop.
-                logger.warning(
-                    "The outbox relay failed; retrying in %.1f s.", self._interval, exc_info=True
-                )
-            else:
-                if count:
-                    logger.info("The outbox relay published %d left-behind events.", count)
+            await self._recheck_deferred()
+            await self._relay_outbox()
             await asyncio.sleep(self._interval)
+
+    async def _recheck_deferred(self) -> None:
+        try:
+            count = await self._planner.recheck_deferred()
+        except Exception:  # A database or bus outage must not end the loop.
+            logger.warning(
+                "Re-checking deferred breaches failed; retrying in %.1f s.",
+                self._interval,
+                exc_info=True,
+            )
+        else:
+            if count:
+                logger.info("Settled %d deferred breaches after their cooldown.", count)
+
+    async def _relay_outbox(self) -> None:
+        try:
+            count = await self._planner.publish_outbox(
+                created_before=self._planner.clock() - RELAY_MIN_AGE
+            )
+        except Exception:  # A database or bus outage must not end the loop.
+            logger.warning(
+                "The outbox relay failed; retrying in %.1f s.", self._interval, exc_info=True
+            )
+        else:
+            if count:
+                logger.info("The outbox relay published %d left-behind events.", count)
 
 
 def create(context: ServiceContext) -> Service:
@@ -78,11 +99,11 @@ def create(context: ServiceContext) -> Service:
     publisher = BusPublisher(context.broker, settings.publish_timeout_seconds)
     planner = Planner(context.db, publisher, settings.planner)
     register_subscribers(context.broker, planner)
-    relay = OutboxRelay(planner, settings.planner.outbox_relay_seconds)
+    loop = BackgroundLoop(planner, settings.planner.outbox_relay_seconds)
     return Service(
         name="planner",
         migrations=MIGRATIONS,
         router=build_router(planner, context.auth),
-        on_start=[relay.start],
-        on_stop=[relay.stop],
+        on_start=[loop.start],
+        on_stop=[loop.stop],
     )

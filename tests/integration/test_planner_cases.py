@@ -28,6 +28,7 @@ from services.planner.models import (
     Suppression,
 )
 from services.planner.planning import ManualRollback, Planner
+from services.planner.service import BackgroundLoop
 from services.runner import migration_folders
 from shared.bus import CANCEL_SUBJECT, EXECUTE_SUBJECT
 from shared.contracts import (
@@ -626,3 +627,280 @@ async def test_outbox_relay_publishes_left_behind(planner, publisher, db, clock)
     assert await planner.publish_outbox(created_before=clock() - timedelta(seconds=5)) == 1
     [created] = publisher.of(PlanCreated)
     assert str(created.plan_id) == plan.id
+
+
+# Breaches deferred by a cooldown.
+
+
+async def roll_back_v3_then_deploy_v4(planner: Planner, publisher, clock: FakeClock) -> None:
+    """Roll v3 back to v2 at 10:00 (cooldown until 10:05), then deploy v4 at 10:02."""
+    await deploy_history(planner, ("v1", "succeeded"), ("v2", "succeeded"), ("v3", "succeeded"))
+    await planner.handle_breach(breach("v3"), "rollback.breach.production.checkout")
+    clock.set(10, 0, 30)
+    await finish(planner, publisher.of(PlanCreated)[0].plan_id)
+    clock.set(10, 2)
+    await deploy(planner, "v4")
+
+
+async def test_cooldown_breach_rechecked_later(planner, publisher, db, clock):
+    await roll_back_v3_then_deploy_v4(planner, publisher, clock)
+    clock.set(10, 3)
+    original = breach("v4")
+    await planner.handle_breach(original, "rollback.breach.production.checkout")
+
+    [suppressed] = publisher.of(BreachSuppressed)
+    assert suppressed.reason == "cooldown"
+    assert suppressed.needs_manual_action is False
+    assert "re-checked at 2026-12-04T10:05:00+00:00" in suppressed.detail
+
+    clock.set(10, 4)
+    assert await planner.recheck_deferred() == 0
+    assert len(publisher.of(PlanCreated)) == 1
+
+    clock.set(10, 5)
+    assert await planner.recheck_deferred() == 1
+    created = publisher.of(PlanCreated)[-1]
+    assert (created.from_version, created.to_version) == ("v4", "v2")
+    assert created.trigger_type == "automatic"
+    assert created.breach is not None
+    assert created.breach.event_id == derived_id(original.event_id, "deferred")
+    assert created.breach.detected_at == clock()
+    assert publisher.of(ExecutePlan)[-1].plan == created
+
+    # The deferred breach is re-decided once.
+    clock.set(10, 6)
+    assert await planner.recheck_deferred() == 0
+    assert len(publisher.of(PlanCreated)) == 2
+    async with db.sessions() as session:
+        row = await session.scalar(select(Suppression).where(Suppression.reason == "cooldown"))
+    assert row.rechecked_at == T10.replace(minute=5)
+    assert row.recheck_outcome == "plan"
+
+
+async def test_redelivered_breach_deferred_once(planner, publisher, db, clock):
+    await roll_back_v3_then_deploy_v4(planner, publisher, clock)
+    clock.set(10, 3)
+    original = breach("v4")
+    await planner.handle_breach(original, "rollback.breach.production.checkout")
+    await planner.handle_breach(original, "rollback.breach.production.checkout")
+
+    clock.set(10, 5)
+    assert await planner.recheck_deferred() == 1
+    await planner.handle_breach(original, "rollback.breach.production.checkout")
+
+    assert len(publisher.of(PlanCreated)) == 2
+    assert await count(db, Suppression) == 1
+
+
+async def test_deferred_breach_dropped_when_replaced(planner, publisher, db, clock, caplog):
+    await roll_back_v3_then_deploy_v4(planner, publisher, clock)
+    clock.set(10, 3)
+    await planner.handle_breach(breach("v4"), "rollback.breach.production.checkout")
+    clock.set(10, 4)
+    await deploy(planner, "v5")
+
+    clock.set(10, 5)
+    with caplog.at_level(logging.INFO, logger="services.planner.planning"):
+        assert await planner.recheck_deferred() == 1
+
+    assert len(publisher.of(PlanCreated)) == 1
+    assert "v4 is no longer current" in caplog.text
+    async with db.sessions() as session:
+        row = await session.scalar(select(Suppression).where(Suppression.reason == "cooldown"))
+    assert row.recheck_outcome == "dropped"
+    clock.set(10, 6)
+    assert await planner.recheck_deferred() == 0
+
+
+async def test_deferred_breach_waits_for_active_plan(planner, publisher, db, clock):
+    await roll_back_v3_then_deploy_v4(planner, publisher, clock)
+    clock.set(10, 3)
+    await planner.handle_breach(breach("v4"), "rollback.breach.production.checkout")
+    clock.set(10, 4)
+    manual = await planner.create_manual_plan(ManualRollback(ENV, SVC, "v2"), "alice")
+
+    clock.set(10, 5)
+    assert await planner.recheck_deferred() == 0
+    assert len(publisher.of(PlanCreated)) == 2
+
+    await planner.cancel_plan(UUID(manual.id), "alice", "wrong plan")
+    await finish(planner, UUID(manual.id), "cancelled")
+    clock.set(10, 6)
+    assert await planner.recheck_deferred() == 1
+    created = publisher.of(PlanCreated)[-1]
+    assert created.trigger_type == "automatic"
+    assert (created.from_version, created.to_version) == ("v4", "v2")
+
+
+async def test_deferred_breach_meets_loop_guard(db, publisher, clock):
+    planner = Planner(db, publisher, PlannerSettings(loop_guard_max_per_hour=1), clock=clock)
+    await roll_back_v3_then_deploy_v4(planner, publisher, clock)
+    clock.set(10, 3)
+    await planner.handle_breach(breach("v4"), "rollback.breach.production.checkout")
+
+    clock.set(10, 5)
+    assert await planner.recheck_deferred() == 1
+
+    assert len(publisher.of(PlanCreated)) == 1
+    cooldown, guarded = publisher.of(BreachSuppressed)
+    assert cooldown.reason == "cooldown"
+    assert guarded.reason == "loop_guard"
+    assert guarded.needs_manual_action is True
+    clock.set(10, 11)
+    assert await planner.recheck_deferred() == 0
+    assert len(publisher.of(BreachSuppressed)) == 2
+
+
+async def test_replicas_recheck_deferred_once(db, database_url, publisher, clock, monkeypatch):
+    first = Planner(db, publisher, PlannerSettings(), clock=clock)
+    await roll_back_v3_then_deploy_v4(first, publisher, clock)
+    clock.set(10, 3)
+    await first.handle_breach(breach("v4"), "rollback.breach.production.checkout")
+    other_db = open_database(database_url)
+    second = Planner(other_db, publisher, PlannerSettings(), clock=clock)
+    clock.set(10, 5)
+
+    # Both replicas list the due breach before either re-checks it.
+    both_listed = asyncio.Barrier(2)
+    list_due = repository.due_deferred
+
+    async def list_then_wait(*args, **kwargs):
+        due = await list_due(*args, **kwargs)
+        await both_listed.wait()
+        return due
+
+    monkeypatch.setattr(repository, "due_deferred", list_then_wait)
+    settled = await asyncio.gather(first.recheck_deferred(), second.recheck_deferred())
+    await other_db.close()
+
+    assert sorted(settled) == [0, 1]
+    assert len(await plans(db)) == 2
+    assert len(publisher.of(PlanCreated)) == 2
+
+
+async def test_invalid_deferred_breach_settled(planner, publisher, db, clock, caplog):
+    await roll_back_v3_then_deploy_v4(planner, publisher, clock)
+    clock.set(10, 3)
+    await planner.handle_breach(breach("v4"), "rollback.breach.production.checkout")
+    async with db.sessions() as session, session.begin():
+        row = await session.scalar(select(Suppression).where(Suppression.reason == "cooldown"))
+        row.breach_json = '{"trigger": "error_rate"}'
+
+    clock.set(10, 5)
+    with caplog.at_level(logging.WARNING, logger="services.planner.planning"):
+        assert await planner.recheck_deferred() == 1
+
+    assert "stored breach is invalid" in caplog.text
+    assert len(publisher.of(PlanCreated)) == 1
+    async with db.sessions() as session:
+        row = await session.scalar(select(Suppression).where(Suppression.reason == "cooldown"))
+    assert row.recheck_outcome == "invalid"
+    assert await planner.recheck_deferred() == 0
+
+
+async def test_background_loop_rechecks_on_start(planner, publisher, db, clock):
+    await roll_back_v3_then_deploy_v4(planner, publisher, clock)
+    clock.set(10, 3)
+    await planner.handle_breach(breach("v4"), "rollback.breach.production.checkout")
+    clock.set(10, 5)
+
+    # An interval far longer than the test: only the pass at start can create the plan.
+    loop = BackgroundLoop(planner, interval=600.0)
+    await loop.start()
+    try:
+        for _ in range(200):
+            if len(publisher.of(PlanCreated)) == 2:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await loop.stop()
+
+    assert [(p.from_version, p.to_version) for p in publisher.of(PlanCreated)] == [
+        ("v3", "v2"),
+        ("v4", "v2"),
+    ]
+
+
+# Bad marks from manual rollbacks.
+
+
+async def test_manual_rollback_marks_from_bad(planner, publisher, db, clock):
+    await deploy_history(planner, ("v1", "succeeded"), ("v2", "succeeded"))
+    plan = await planner.create_manual_plan(ManualRollback(ENV, SVC, "v1"), "alice")
+    await planner.execute_plan(UUID(plan.id), "bob")
+    await finish(planner, UUID(plan.id))
+
+    async with db.sessions() as session:
+        mark = await session.get(BadVersion, (ENV, SVC, "v2"))
+    assert mark is not None
+    assert mark.plan_id == plan.id
+    assert mark.reason == "manual rollback by alice"
+
+    # An automatic rollback from a later version never goes forward onto v2.
+    clock.set(10, 30)
+    await deploy(planner, "v3")
+    await planner.handle_breach(breach("v3"), "rollback.breach.production.checkout")
+    created = publisher.of(PlanCreated)[-1]
+    assert (created.from_version, created.to_version) == ("v3", "v1")
+
+
+async def test_manual_rollback_forced_onto_marked(planner, publisher, db, clock):
+    await deploy_history(planner, ("v1", "succeeded"), ("v2", "succeeded"))
+    plan = await planner.create_manual_plan(ManualRollback(ENV, SVC, "v1"), "alice")
+    await planner.execute_plan(UUID(plan.id), "alice")
+    await finish(planner, UUID(plan.id))
+    clock.set(10, 30)
+    await deploy(planner, "v3")
+
+    with pytest.raises(RollbackRejected) as caught:
+        await planner.create_manual_plan(ManualRollback(ENV, SVC, "v2"), "alice")
+    assert "marked bad" in str(caught.value)
+    forced = await planner.create_manual_plan(
+        ManualRollback(ENV, SVC, "v2", force=True, reason="v2 fixed by a config change"), "alice"
+    )
+    assert forced.forced is True
+
+
+async def test_manual_rollback_keeps_first_mark(planner, publisher, db, clock):
+    await deploy_history(planner, ("v1", "succeeded"), ("v2", "succeeded"), ("v3", "succeeded"))
+    await planner.handle_breach(breach("v3"), "rollback.breach.production.checkout")
+    automatic = publisher.of(PlanCreated)[0]
+    await finish(planner, automatic.plan_id)
+    clock.set(10, 30)
+    await deploy(planner, "v3")
+    plan = await planner.create_manual_plan(ManualRollback(ENV, SVC, "v2"), "alice")
+    await planner.execute_plan(UUID(plan.id), "alice")
+    await finish(planner, UUID(plan.id))
+
+    async with db.sessions() as session:
+        marks = list(await session.scalars(select(BadVersion)))
+    assert [(m.version, m.plan_id) for m in marks] == [("v3", str(automatic.plan_id))]
+    assert marks[0].reason == "automatic rollback after a breach of trigger error_rate"
+
+
+async def test_unfinished_manual_rollback_marks_nothing(planner, db):
+    await deploy_history(planner, ("v1", "succeeded"), ("v2", "succeeded"))
+    for outcome in ("cancelled", "failed"):
+        plan = await planner.create_manual_plan(ManualRollback(ENV, SVC, "v1"), "alice")
+        await planner.execute_plan(UUID(plan.id), "alice")
+        await finish(planner, UUID(plan.id), outcome)
+
+    assert await count(db, BadVersion) == 0
+
+
+# Log wording.
+
+
+async def test_log_lines_read_plainly(planner, publisher, clock, caplog):
+    with caplog.at_level(logging.INFO, logger="services.planner"):
+        await planner.handle_breach(breach(None, "alert"), "rollback.breach.production.checkout")
+        clock.set(10, 1)
+        await planner.handle_breach(breach(None, "alert"), "rollback.breach.production.checkout")
+        clock.set(10, 5)
+        await planner.recheck_deferred()
+
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) >= 3
+    for message in messages:
+        assert " a alert" not in message
+        assert "None" not in message

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from services.planner.models import Plan
 from services.runner import migration_folders
@@ -42,3 +42,37 @@ def test_migration_downgrades(database_url):
     downgrade(database_url, migration_folders(["planner"]), "planner@base")
 
     assert planner_tables(database_url) == set()
+
+
+def test_deferred_revision_round_trip(database_url):
+    """The second revision adds its columns to tables with rows and removes them again."""
+    folders = migration_folders(["planner"])
+    upgrade(database_url, folders, "planner@099211b93d65")
+    engine = create_engine(sync_url(database_url))
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO planner_bad_versions (environment, service, version, plan_id, "
+                "marked_at) VALUES ('production', 'checkout', 'v3', NULL, CURRENT_TIMESTAMP)"
+            )
+        )
+
+    upgrade(database_url, folders)
+    with engine.connect() as connection:
+        reason = connection.execute(text("SELECT reason FROM planner_bad_versions")).scalar_one()
+    assert reason == ""
+    assert planner_differences(database_url) == []
+
+    downgrade(database_url, folders, "planner@099211b93d65")
+    columns = {c["name"] for c in inspect(engine).get_columns("planner_suppressions")}
+    indexes = {i["name"] for i in inspect(engine).get_indexes("planner_suppressions")}
+    bad_columns = {c["name"] for c in inspect(engine).get_columns("planner_bad_versions")}
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT version FROM planner_bad_versions")).all()
+    engine.dispose()
+    assert "recheck_at" not in columns
+    assert "breach_json" not in columns
+    assert "ix_planner_suppressions_deferred" not in indexes
+    assert "ix_planner_suppressions_breach_event_id" in indexes
+    assert "reason" not in bad_columns
+    assert rows == [("v3",)]

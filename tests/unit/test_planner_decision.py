@@ -139,3 +139,38 @@ def test_cooldown_override_per_service():
     assert cooldown_for(settings, "staging", "checkout", "latency") == timedelta(seconds=30)
     assert cooldown_for(settings, "staging", "checkout", "error_rate") == timedelta(minutes=5)
     assert cooldown_for(settings, "production", "checkout", "latency") == timedelta(minutes=5)
+
+
+def test_decide_cooldown_defers_breach():
+    until = NOW + timedelta(minutes=3)
+    decision = decide(breach(None), context(cooldown_until=until), now=NOW, loop_guard_max=2)
+    assert isinstance(decision, Suppress)
+    assert decision.reason == "cooldown"
+    assert decision.recheck_at == until
+    assert decision.version == "v3"
+    assert decision.needs_manual_action is False
+    assert f"re-checked at {until.isoformat()}" in decision.detail
+
+
+def test_decide_cooldown_stale_not_deferred():
+    decision = decide(
+        breach("v2"), context(cooldown_until=NOW + timedelta(minutes=3)), now=NOW, loop_guard_max=2
+    )
+    assert isinstance(decision, Suppress)
+    assert decision.reason == "cooldown"
+    assert decision.recheck_at is None
+    assert decision.needs_manual_action is False
+    assert "will not be re-checked" in decision.detail
+
+
+def test_decide_cooldown_after_manual_action():
+    for cause, manual in [("plan", False), ("no_target", True), ("loop_guard", True)]:
+        decision = decide(
+            breach(),
+            context(cooldown_until=NOW + timedelta(minutes=3), cooldown_cause=cause),
+            now=NOW,
+            loop_guard_max=2,
+        )
+        assert isinstance(decision, Suppress), cause
+        assert decision.needs_manual_action is manual, cause
+        assert decision.recheck_at is not None, cause
