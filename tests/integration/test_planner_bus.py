@@ -407,3 +407,33 @@ async def test_subject_mismatch_dead_lettered(nats_server, sqlite_url, make_sett
     [(subject, body)] = letters
     assert subject == f"deadletter.{BREACH_CONSUMER}"
     assert body["environment"] == ENV
+
+
+async def test_deferred_breach_decided_after_cooldown(nats_server, database_url, settings_for):
+    """A v4 breach in the cooldown after v3's rollback becomes a plan once the cooldown ends."""
+    url = nats_server.url
+    # The cooldown must outlast the steps between the first plan and the v4 breach.
+    planner_settings = {"cooldown_seconds": {"error_rate": 4.0}, "outbox_relay_seconds": 0.2}
+    async with Runtime(settings_for(planner=planner_settings), ["planner"]) as runtime:
+        async with httpx.AsyncClient(base_url=runtime.base_url) as client:
+            await record(client, ("v1", "succeeded"), ("v2", "succeeded"), ("v3", "succeeded"))
+            await publish_raw(url, BREACH_SUBJECT, breach("v3"))
+            events = await wait_for_stream(url, lambda e: by_subject(e, "rollback.plan."))
+            [first] = by_subject(events, "rollback.plan.")
+            await publish_raw(url, f"rollback.outcome.{ENV}.{SVC}", finished(first, "completed"))
+            await wait_for_plan(runtime.db, "completed")
+            await record(client, ("v4", "succeeded"))
+        await publish_raw(url, BREACH_SUBJECT, breach("v4"))
+        events = await wait_for_stream(
+            url, lambda e: len(by_subject(e, "rollback.plan.")) == 2, timeout=30.0
+        )
+
+    [suppressed] = by_subject(events, "rollback.suppressed.")
+    assert suppressed["reason"] == "cooldown"
+    assert "re-checked at" in suppressed["detail"]
+    second = by_subject(events, "rollback.plan.")[1]
+    assert (second["from_version"], second["to_version"]) == ("v4", "v2")
+    assert second["breach"]["event_id"] == str(
+        derived_id(suppressed["breach"]["event_id"], "deferred")
+    )
+    assert len(by_subject(events, "rollback.execute")) == 2
