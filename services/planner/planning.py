@@ -288,8 +288,8 @@ class Planner:
         """Re-check the deferred breaches whose cooldown has ended; return how many were settled.
 
         A breach is settled when it is decided again or dropped. One whose service has an
-        active plan stays deferred until a later call finds the plan finished. Events of the
-        new decisions are published here; a failed publish is left to the outbox relay.
+        active plan stays deferred until a later call finds the plan finished. The events of
+        new decisions are published here, and the outbox relay retries a failed publish.
         """
         now = self.clock()
         async with self.db.sessions() as session:

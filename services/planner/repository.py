@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -158,7 +158,7 @@ async def mark_bad(
     reason: str,
     now: datetime,
 ) -> bool:
-    """Mark ``version`` bad and return True; a version already marked keeps its first mark."""
+    """Mark ``version`` bad and return True, or return False when it already has a mark."""
     statement = _insert_for(session)(BadVersion).values(
         environment=environment,
         service=service,
@@ -266,13 +266,22 @@ async def add_suppression(session: AsyncSession, row: Suppression) -> None:
 
 
 async def due_deferred(session: AsyncSession, now: datetime, limit: int = 100) -> list[str]:
-    """Return the ids of deferred suppressions due for their re-check, oldest due first."""
+    """Return the ids of deferred suppressions due for their re-check, oldest due first.
+
+    Suppressions of a service with an active plan are left out: they wait for it to finish.
+    """
+    active_plan_exists = exists().where(
+        Plan.environment == Suppression.environment,
+        Plan.service == Suppression.service,
+        Plan.status.in_(ACTIVE_STATUSES),
+    )
     rows = await session.scalars(
         select(Suppression.event_id)
         .where(
             Suppression.recheck_at.is_not(None),
             Suppression.rechecked_at.is_(None),
             Suppression.recheck_at <= now,
+            ~active_plan_exists,
         )
         .order_by(Suppression.recheck_at, Suppression.created_at)
         .limit(limit)
