@@ -318,11 +318,13 @@ class MetricsConsumer:
                       event_id=decision.event_id):
                 if not decision.fired:
                     logger.info("Trigger %s of %s version %s passed again and re-armed.",
-                                decision.trigger, decision.service, decision.version)
+                                decision.trigger, decision.service,
+                                decision.version or "(unknown)")
                     continue
                 logger.info(
                     "Trigger %s of %s version %s entered breach: %s",
-                    decision.trigger, decision.service, decision.version, decision.detail,
+                    decision.trigger, decision.service, decision.version or "(unknown)",
+                    decision.detail,
                 )
                 self.publisher.submit(breach_event(decision), trace_headers)
 
