@@ -82,7 +82,7 @@ class FetchTimeoutFilter(logging.Filter):
     NOTE: faststream 0.7.8 suppresses ``nats.errors.TimeoutError`` around a pull fetch, but
     nats-py 2.16 can raise the plain ``asyncio.TimeoutError`` there when no message arrived.
     Faststream's supervisor then logs an ERROR with a traceback and restarts the fetch loop at
-    once, so no message is lost; the record only alarms the reader.
+    once, so no message is lost and the record only alarms the reader.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -1,6 +1,6 @@
 """Prometheus metrics that more than one package records.
 
-Each service defines the metrics that only it records in its own modules; all of them land in
+Each service defines the metrics that only it records in its own modules. All of them land in
 the default registry, which ``GET /metrics`` serves for the whole process.
 """
 

@@ -1,7 +1,7 @@
 """Fixtures shared by every test: a real nats-server and real databases.
 
 PostgreSQL comes from TRAVI_TEST_DATABASE_URL, else from testcontainers when a Docker engine
-answers, else from a throwaway cluster made with initdb and pg_ctl. Each test gets a database of
+responds, else from a throwaway cluster made with initdb and pg_ctl. Each test gets a database of
 its own on that server. When none is available, tests that need it are skipped, except under
 CI=true, where they fail.
 """
@@ -61,7 +61,7 @@ def _postgres_from_testcontainers() -> tuple[str, Callable[[], None]] | None:
         return None
     try:
         client.ping()
-    except Exception:  # noqa: BLE001 - no Docker engine answers: try the next source.
+    except Exception:  # noqa: BLE001 - no Docker engine responds: try the next source.
         return None
     finally:
         client.close()

@@ -21,7 +21,7 @@ from examples.demo_app.releases import read_release
 from shared.asgi_metrics import MetricsMiddleware
 from shared.reporter import MetricsReporter, NatsTransport
 
-# The demo reports often so that the detector sees a bad version within a second.
+# The demo reports often so that the detector has a bad version's requests within a second.
 FLUSH_INTERVAL_SECONDS = 0.1
 
 

@@ -1,6 +1,6 @@
 """Run the demo app from ``<root>/current`` and restart it on SIGHUP.
 
-This stands in for a process manager (systemd, supervisord): the releases driver's restart
+This plays the part of a process manager (systemd, supervisord): the releases driver's restart
 command is ``kill -HUP <pid>``, and the supervisor starts a new app process from whatever
 release ``current`` points at. SIGTERM stops the app and the supervisor.
 """
