@@ -26,7 +26,12 @@ from services.executor.drivers.registry import validate_all
 from services.executor.errors import LeaseLost
 from services.executor.events import EventSink, plan_finished
 from services.executor.metrics import COMMANDS_IGNORED, PUBLISH_FAILURES, TAKEOVERS
-from services.executor.repository import CancelRequest, ExecutorRepository, PlanState
+from services.executor.repository import (
+    CancelRequest,
+    ExecutorRepository,
+    PlanState,
+    claimed_state,
+)
 from services.executor.runner import PlanRunner
 from services.executor.sequence import resolve_policies
 from shared.contracts import CancelPlan, ExecutePlan, utc_now
@@ -107,23 +112,25 @@ class Executor:
         plan = command.plan
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
+        now = utc_now()
         result = await self.repo.claim(
-            plan, actor=command.actor, owner=self.owner, trace_context=carrier, now=utc_now()
+            plan, actor=command.actor, owner=self.owner, trace_context=carrier, now=now
         )
         if result != "claimed":
             COMMANDS_IGNORED.labels(status=result).inc()
             logger.info("Ignored the execute command of plan %s: it is %s.", plan.plan_id, result)
             return
-        state = await self.repo.load(str(plan.plan_id))
-        if state is not None:
-            logger.info(
-                "Claimed plan %s: %s in %s to %s.",
-                plan.plan_id,
-                plan.service,
-                plan.environment,
-                plan.to_version,
-            )
-            self._spawn(state)
+        # The claim inserted the row, so its values are known without reading it back. A cancel
+        # recorded after the claim is found by the runner's first step_started.
+        state = claimed_state(plan, actor=command.actor, trace_context=carrier, now=now)
+        logger.info(
+            "Claimed plan %s: %s in %s to %s.",
+            plan.plan_id,
+            plan.service,
+            plan.environment,
+            plan.to_version,
+        )
+        self._spawn(state)
 
     async def cancel(self, command: CancelPlan) -> None:
         """Record a cancel; a plan that never started is finished as cancelled at once."""

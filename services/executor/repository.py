@@ -88,6 +88,33 @@ def _plan_row(plan: PlanCreated, **values: object) -> PlanRow:
     )
 
 
+def claimed_state(
+    plan: PlanCreated, *, actor: str, trace_context: dict[str, str], now: datetime
+) -> PlanState:
+    """Build the state that a successful :meth:`ExecutorRepository.claim` with the same
+    arguments stored, so the runner starts without reading the rows back."""
+    return PlanState(
+        plan=plan,
+        actor=actor,
+        status="in_progress",
+        lease=1,
+        takeovers=0,
+        trace_context=dict(trace_context),
+        started_at=now,
+        traffic_paused=False,
+        switch_started=False,
+        cancel_actor=None,
+        cancel_reason=None,
+        cancel_requested=False,
+        outcome=None,
+        failed_step=None,
+        error=None,
+        finished_at=None,
+        outcome_published=False,
+        steps={name: StepState(name=name) for name in STEP_NAMES},
+    )
+
+
 def _step_rows(plan_id: str, status: str) -> list[StepRow]:
     return [
         StepRow(plan_id=plan_id, name=name, position=index, status=status, attempt=0)
