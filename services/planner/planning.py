@@ -9,7 +9,7 @@ the outbox relay publishes whatever an HTTP request left behind.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
@@ -41,7 +41,13 @@ from services.planner.errors import (
     PlanNotFound,
     RollbackRejected,
 )
-from services.planner.models import ACTIVE_STATUSES, FINAL_STATUSES, Plan, Suppression
+from services.planner.models import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    OutboxMessage,
+    Plan,
+    Suppression,
+)
 from services.planner.targets import check_manual_target
 from shared.bus import CANCEL_SUBJECT, EXECUTE_SUBJECT
 from shared.contracts import (
@@ -132,9 +138,10 @@ class Planner:
     async def handle_breach(self, breach: BreachDetected, source_subject: str) -> None:
         """Turn a breach into a plan, a suppression or nothing, then publish the result."""
         with bind(event_id=breach.event_id, environment=breach.environment, service=breach.service):
+            stored: list[OutboxMessage] | None = None
             for attempt in range(1, BREACH_ATTEMPTS + 1):
                 try:
-                    await self._decide_breach(breach, source_subject)
+                    stored = await self._decide_breach(breach, source_subject)
                     break
                 except IntegrityError:
                     if attempt == BREACH_ATTEMPTS:
@@ -142,10 +149,20 @@ class Planner:
                     # Another replica stored a plan or this breach first, so the next attempt
                     # reads that row and decides again.
                     logger.info("Lost a race on breach %s; deciding again.", breach.event_id)
-            await self.publish_outbox(source_id=str(breach.event_id), strict=True)
+            if stored is None:
+                await self.publish_outbox(source_id=str(breach.event_id), strict=True)
+            else:
+                # The rows this decision committed are all the source's outbox, so they are
+                # published from memory without reading the outbox back.
+                await self._publish_messages(stored, strict=True)
 
-    async def _decide_breach(self, breach: BreachDetected, source_subject: str) -> None:
+    async def _decide_breach(
+        self, breach: BreachDetected, source_subject: str
+    ) -> list[OutboxMessage] | None:
+        """Decide a breach in one transaction; return the outbox rows it committed, or None
+        for a breach handled before, whose stored events are still to be read."""
         now = self.clock()
+        stored: list[OutboxMessage] = []
         async with self.db.sessions() as session, session.begin():
             await repository.lock_for_write(session)
             if await repository.is_handled(session, breach.event_id):
@@ -153,13 +170,23 @@ class Planner:
                 logger.info(
                     "Breach %s was handled before; publishing its stored events.", breach.event_id
                 )
-                return
-            await self._decide_new_breach(session, breach, source_subject, now)
+                return None
+            await self._decide_new_breach(session, breach, source_subject, now, stored)
+        return stored
 
     async def _decide_new_breach(
-        self, session: AsyncSession, breach: BreachDetected, source_subject: str, now: datetime
+        self,
+        session: AsyncSession,
+        breach: BreachDetected,
+        source_subject: str,
+        now: datetime,
+        stored: list[OutboxMessage] | None = None,
     ) -> str:
-        """Record ``breach`` in the inbox, decide it and store the result; return the decision."""
+        """Record ``breach`` in the inbox, decide it and store the result; return the decision.
+
+        The outbox rows it adds are appended to ``stored``.
+        """
+        stored = [] if stored is None else stored
         await repository.add_inbox_entry(session, breach.event_id, source_subject, now)
         context = await repository.load_breach_context(
             session, breach.environment, breach.service, breach.trigger, now
@@ -168,17 +195,18 @@ class Planner:
             breach, context, now=now, loop_guard_max=self.settings.loop_guard_max_per_hour
         )
         if isinstance(decision, StartPlan):
-            await self._start_automatic_plan(session, breach, decision, now)
+            stored.extend(await self._start_automatic_plan(session, breach, decision, now))
             return "plan"
         if isinstance(decision, Suppress):
-            await self._suppress(session, breach, decision, now)
+            stored.append(await self._suppress(session, breach, decision, now))
             return decision.reason
         self._ignore_stale(breach, decision)
         return "stale"
 
     async def _start_automatic_plan(
         self, session: AsyncSession, breach: BreachDetected, decision: StartPlan, now: datetime
-    ) -> None:
+    ) -> list[OutboxMessage]:
+        """Store the plan of ``decision``; return its outbox rows: PlanCreated, ExecutePlan."""
         plan = _automatic_plan(breach, decision, now)
         session.add(plan)
         await session.flush()
@@ -205,9 +233,11 @@ class Planner:
 
         source = str(breach.event_id)
         plan_subject = subject("rollback.plan", plan.environment, plan.service)
-        await repository.add_outbox(session, source, plan_subject, events.plan_created(plan), now)
+        created = await repository.add_outbox(
+            session, source, plan_subject, events.plan_created(plan), now
+        )
         command = events.execute_plan(plan, SYSTEM_ACTOR, now)
-        await repository.add_outbox(session, source, EXECUTE_SUBJECT, command, now)
+        execute = await repository.add_outbox(session, source, EXECUTE_SUBJECT, command, now)
 
         BREACH_DECISIONS.labels(decision="plan").inc()
         logger.info(
@@ -218,10 +248,12 @@ class Planner:
             breach.event_id,
             breach.trigger,
         )
+        return [created, execute]
 
     async def _suppress(
         self, session: AsyncSession, breach: BreachDetected, decision: Suppress, now: datetime
-    ) -> None:
+    ) -> OutboxMessage:
+        """Store the suppression of ``decision``; return its BreachSuppressed outbox row."""
         event = events.breach_suppressed(
             breach,
             decision.reason,
@@ -260,7 +292,9 @@ class Planner:
                 plan_id=None,
             )
         suppressed_subject = subject("rollback.suppressed", breach.environment, breach.service)
-        await repository.add_outbox(session, str(breach.event_id), suppressed_subject, event, now)
+        message = await repository.add_outbox(
+            session, str(breach.event_id), suppressed_subject, event, now
+        )
         BREACH_DECISIONS.labels(decision=decision.reason).inc()
         logger.info(
             "Suppressed breach %s of trigger %s as %s: %s.",
@@ -269,6 +303,7 @@ class Planner:
             decision.reason,
             decision.detail,
         )
+        return message
 
     def _ignore_stale(self, breach: BreachDetected, decision: IgnoreStale) -> None:
         BREACH_DECISIONS.labels(decision="stale").inc()
@@ -651,6 +686,12 @@ class Planner:
             messages = await repository.unpublished(
                 session, source_id=source_id, created_before=created_before
             )
+        return await self._publish_messages(messages, strict=strict)
+
+    async def _publish_messages(
+        self, messages: Sequence[OutboxMessage], *, strict: bool = False
+    ) -> int:
+        """Publish committed outbox rows in order and mark those that went out as published."""
         published: list[int] = []
         try:
             for message in messages:
@@ -674,8 +715,7 @@ class Planner:
     async def _mark_published(self, outbox_ids: list[int]) -> None:
         now = self.clock()
         async with self.db.sessions() as session, session.begin():
-            for outbox_id in outbox_ids:
-                await repository.mark_published(session, outbox_id, now)
+            await repository.mark_published(session, outbox_ids, now)
 
 
 def _automatic_plan(breach: BreachDetected, decision: StartPlan, now: datetime) -> Plan:

@@ -252,10 +252,12 @@ async def unpublished(
     return (await session.scalars(query.order_by(OutboxMessage.id).limit(500))).all()
 
 
-async def mark_published(session: AsyncSession, outbox_id: int, now: datetime) -> None:
-    """Record that an outbox message reached the stream."""
+async def mark_published(
+    session: AsyncSession, outbox_ids: Sequence[int], now: datetime
+) -> None:
+    """Record that the outbox messages ``outbox_ids`` reached the stream."""
     await session.execute(
-        update(OutboxMessage).where(OutboxMessage.id == outbox_id).values(published_at=now)
+        update(OutboxMessage).where(OutboxMessage.id.in_(outbox_ids)).values(published_at=now)
     )
 
 
