@@ -164,14 +164,16 @@ class Planner:
         now = self.clock()
         stored: list[OutboxMessage] = []
         async with self.db.sessions() as session, session.begin():
-            await repository.lock_for_write(session)
-            if await repository.is_handled(session, breach.event_id):
+            # The inbox insert is the first statement, so on SQLite it takes the write lock.
+            if not await repository.claim_inbox_entry(
+                session, breach.event_id, source_subject, now
+            ):
                 BREACH_DECISIONS.labels(decision="duplicate").inc()
                 logger.info(
                     "Breach %s was handled before; publishing its stored events.", breach.event_id
                 )
                 return None
-            await self._decide_new_breach(session, breach, source_subject, now, stored)
+            await self._decide_recorded_breach(session, breach, now, stored)
         return stored
 
     async def _decide_new_breach(
@@ -186,8 +188,18 @@ class Planner:
 
         The outbox rows it adds are appended to ``stored``.
         """
-        stored = [] if stored is None else stored
         await repository.add_inbox_entry(session, breach.event_id, source_subject, now)
+        return await self._decide_recorded_breach(session, breach, now, stored)
+
+    async def _decide_recorded_breach(
+        self,
+        session: AsyncSession,
+        breach: BreachDetected,
+        now: datetime,
+        stored: list[OutboxMessage] | None = None,
+    ) -> str:
+        """Decide a breach already in the inbox and store the result; return the decision."""
+        stored = [] if stored is None else stored
         context = await repository.load_breach_context(
             session, breach.environment, breach.service, breach.trigger, now
         )

@@ -48,6 +48,26 @@ async def add_inbox_entry(
     await session.flush()
 
 
+async def claim_inbox_entry(
+    session: AsyncSession, event_id: UUID, subject: str, now: datetime
+) -> bool:
+    """Record ``event_id`` as handled and return True, or return False when it already was.
+
+    As a write, it takes SQLite's write lock like :func:`lock_for_write`, so it can be a
+    transaction's first statement in place of that call and :func:`is_handled`. On PostgreSQL
+    an insert of the same id by a transaction still open waits for that transaction to end.
+    """
+    statement = _insert_for(session)(InboxEntry).values(
+        event_id=str(event_id), subject=subject, handled_at=now
+    )
+    # RETURNING shows whether the row went in: this INSERT's rowcount was not 1 on PostgreSQL
+    # (psycopg) even when it inserted.
+    inserted = await session.scalar(
+        statement.on_conflict_do_nothing().returning(InboxEntry.event_id)
+    )
+    return inserted is not None
+
+
 async def is_handled(session: AsyncSession, event_id: UUID) -> bool:
     """Return whether ``event_id`` is in the inbox."""
     return await session.get(InboxEntry, str(event_id)) is not None
@@ -96,28 +116,55 @@ async def active_plan(session: AsyncSession, environment: str, service: str) -> 
 async def load_breach_context(
     session: AsyncSession, environment: str, service: str, trigger: str, now: datetime
 ) -> BreachContext:
-    """Read everything :func:`services.planner.decision.decide` needs."""
-    plan = await active_plan(session, environment, service)
-    cooldown = await session.get(Cooldown, (environment, service, trigger))
-    current = await current_version(session, environment, service)
-    recent = await session.scalar(
-        select(func.count())
-        .select_from(Plan)
-        .where(
-            Plan.environment == environment,
-            Plan.service == service,
-            Plan.trigger_type == "automatic",
-            Plan.created_at > now - LOOP_GUARD_WINDOW,
-        )
+    """Read everything :func:`services.planner.decision.decide` needs.
+
+    The single-value reads share one SELECT of scalar subqueries, because every statement
+    costs a round trip (a thread hop with aiosqlite).
+    """
+    cooldown_key = (
+        Cooldown.environment == environment,
+        Cooldown.service == service,
+        Cooldown.trigger == trigger,
     )
+    values = (
+        await session.execute(
+            select(
+                select(Plan.id)
+                .where(
+                    Plan.environment == environment,
+                    Plan.service == service,
+                    Plan.status.in_(ACTIVE_STATUSES),
+                )
+                .limit(1)
+                .scalar_subquery()
+                .label("active_plan_id"),
+                select(Cooldown.until).where(*cooldown_key).scalar_subquery().label("until"),
+                select(Cooldown.cause).where(*cooldown_key).scalar_subquery().label("cause"),
+                select(CurrentVersion.version)
+                .where(CurrentVersion.environment == environment, CurrentVersion.service == service)
+                .scalar_subquery()
+                .label("current_version"),
+                select(func.count())
+                .select_from(Plan)
+                .where(
+                    Plan.environment == environment,
+                    Plan.service == service,
+                    Plan.trigger_type == "automatic",
+                    Plan.created_at > now - LOOP_GUARD_WINDOW,
+                )
+                .scalar_subquery()
+                .label("recent"),
+            )
+        )
+    ).one()
     return BreachContext(
-        active_plan_id=plan.id if plan else None,
-        cooldown_until=cooldown.until if cooldown else None,
+        active_plan_id=values.active_plan_id,
+        cooldown_until=values.until,
         history=await load_history(session, environment, service),
-        current_version=current.version if current else None,
+        current_version=values.current_version,
         bad_versions=await bad_versions(session, environment, service),
-        recent_automatic_plans=recent or 0,
-        cooldown_cause=cooldown.cause if cooldown else None,
+        recent_automatic_plans=values.recent or 0,
+        cooldown_cause=values.cause,
     )
 
 
