@@ -270,14 +270,26 @@ class ExecutorRepository:
         if result.rowcount != 1:
             raise LeaseLost(plan_id, lease)
 
-    async def _cancel(self, connection: AsyncConnection, plan_id: str) -> CancelRequest | None:
+    async def _fence_and_read_cancel(
+        self, connection: AsyncConnection, plan_id: str, lease: int, **values: object
+    ) -> CancelRequest | None:
+        """Fence like :meth:`_fence` and return the recorded cancel, in one statement."""
         row = (
             await connection.execute(
-                select(
+                update(PlanRow)
+                .where(
+                    PlanRow.plan_id == plan_id,
+                    PlanRow.lease == lease,
+                    PlanRow.status == "in_progress",
+                )
+                .values(**values)
+                .returning(
                     PlanRow.cancel_requested_at, PlanRow.cancel_actor, PlanRow.cancel_reason
-                ).where(PlanRow.plan_id == plan_id)
+                )
             )
-        ).one()
+        ).one_or_none()
+        if row is None:
+            raise LeaseLost(plan_id, lease)
         if row.cancel_requested_at is None:
             return None
         return CancelRequest(row.cancel_actor or "unknown", row.cancel_reason or "")
@@ -285,8 +297,7 @@ class ExecutorRepository:
     async def heartbeat(self, plan_id: str, lease: int, now: datetime) -> CancelRequest | None:
         """Refresh the heartbeat and return the recorded cancel, if any."""
         async with self.db.engine.begin() as connection:
-            await self._fence(connection, plan_id, lease, heartbeat_at=now)
-            return await self._cancel(connection, plan_id)
+            return await self._fence_and_read_cancel(connection, plan_id, lease, heartbeat_at=now)
 
     async def step_started(
         self,
@@ -305,11 +316,14 @@ class ExecutorRepository:
         """
         plan_values: dict[str, object] = {"heartbeat_at": now}
         async with self.db.engine.begin() as connection:
-            await self._fence(connection, plan_id, lease, **plan_values)
             if unless_cancelled:
-                request = await self._cancel(connection, plan_id)
+                request = await self._fence_and_read_cancel(
+                    connection, plan_id, lease, **plan_values
+                )
                 if request is not None:
                     return request
+            else:
+                await self._fence(connection, plan_id, lease, **plan_values)
             if step == "pause_traffic":
                 await self._fence(connection, plan_id, lease, traffic_paused=True)
             await connection.execute(
