@@ -159,8 +159,10 @@ class Planner:
     async def _decide_breach(
         self, breach: BreachDetected, source_subject: str
     ) -> list[OutboxMessage] | None:
-        """Decide a breach in one transaction; return the outbox rows it committed, or None
-        for a breach handled before, whose stored events are still to be read."""
+        """Decide a breach in one transaction and return the outbox rows it committed.
+
+        Return None for a breach handled before: its stored events have to be read back.
+        """
         now = self.clock()
         stored: list[OutboxMessage] = []
         async with self.db.sessions() as session, session.begin():
