@@ -88,8 +88,11 @@ def open_database(url: str) -> Database:
     parsed = make_url(full_url)
     if parsed.get_backend_name() == "sqlite" and parsed.database:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(full_url, pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    # A pre-ping finds server connections that PostgreSQL dropped; an SQLite file has none to
+    # drop, and the ping would cost an extra thread hop in aiosqlite on every checkout.
+    engine = create_async_engine(full_url, pool_pre_ping=not is_sqlite)
+    if is_sqlite:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return Database(engine, async_sessionmaker(engine, expire_on_commit=False))
 
