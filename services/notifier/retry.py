@@ -3,7 +3,7 @@
 - 2xx: delivered.
 - 429, and 420 (Statuspage's "enhance your calm"): rate limited. The next attempt waits at
   least ``Retry-After`` and does not count against the attempt limit, so a busy but healthy
-  endpoint never makes a message fail; ``max_delivery_age_seconds`` still bounds it.
+  endpoint never makes a message fail. ``max_delivery_age_seconds`` still bounds it.
 - 408, 5xx, and transport errors (refused, reset, timed out): retried with exponential backoff
   and jitter, up to the attempt limit.
 - Any other 4xx: the request itself is wrong (a revoked webhook, a bad payload), so repeating
@@ -25,7 +25,7 @@ MAX_RETRY_AFTER_SECONDS = 3600.0
 
 
 class Verdict(enum.Enum):
-    """What one HTTP attempt amounted to."""
+    """The result class of one HTTP attempt."""
 
     DELIVERED = "delivered"
     RATE_LIMITED = "rate_limited"
@@ -68,12 +68,12 @@ class AttemptResult:
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
     """Return a header's value, matching its name without regard to case."""
-    wanted = name.lower()
-    return next((value for key, value in headers.items() if key.lower() == wanted), None)
+    expected = name.lower()
+    return next((value for key, value in headers.items() if key.lower() == expected), None)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Return the seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date)."""
+    """Return the seconds a ``Retry-After`` header requests (delta-seconds or an HTTP date)."""
     if value is None or not value.strip():
         return None
     value = value.strip()
@@ -113,7 +113,7 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class NextStep:
-    """What to do with a delivery after an attempt."""
+    """The decision on a delivery after an attempt: give up, or retry after a delay."""
 
     give_up: bool
     delay: float = 0.0
