@@ -89,7 +89,7 @@ def open_database(url: str) -> Database:
     if parsed.get_backend_name() == "sqlite" and parsed.database:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     is_sqlite = parsed.get_backend_name() == "sqlite"
-    # A pre-ping finds server connections that PostgreSQL dropped; an SQLite file has none to
+    # A pre-ping finds server connections that PostgreSQL dropped. An SQLite file has none to
     # drop, and the ping would cost an extra thread hop in aiosqlite on every checkout.
     engine = create_async_engine(full_url, pool_pre_ping=not is_sqlite)
     if is_sqlite:

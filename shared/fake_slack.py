@@ -1,4 +1,4 @@
-"""A local HTTP server that answers like a Slack incoming webhook, for tests and demos.
+"""A local HTTP server that responds like a Slack incoming webhook, for tests and demos.
 
 It records every request with its receive time, answers ``200 ok`` unless responses were
 scripted with :meth:`RecordingServer.script`, and rejects a body Slack would reject (no text
@@ -106,7 +106,7 @@ class RecordingServer:
         return f"http://127.0.0.1:{self.port}"
 
     def script(self, *replies: Reply) -> None:
-        """Answer the next requests with ``replies``, in order, then with the default."""
+        """Respond to the next requests with ``replies``, in order, then with the default."""
         with self._lock:
             self._script.extend(replies)
 
@@ -120,7 +120,7 @@ class RecordingServer:
             return self._script.popleft() if self._script else None
 
     def reply_for(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
-        """Return the reply to a request; subclasses answer like the service they imitate."""
+        """Return the reply to a request; subclasses respond like the service they imitate."""
         return self.next_scripted() or Reply()
 
     def record(self, received: Received) -> None:

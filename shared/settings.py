@@ -168,7 +168,7 @@ class NotifierSettings(BaseModel):
     )
     max_attempts: int = Field(5, ge=1, description="Attempts per message, not counting 429s.")
     backoff_seconds: float = Field(0.5, ge=0, description="First retry delay, doubled each time.")
-    backoff_max_seconds: float = Field(60.0, gt=0, description="Longest retry delay, seconds.")
+    backoff_max_seconds: float = Field(60.0, gt=0, description="Maximum retry delay, seconds.")
     max_delivery_age_seconds: float = Field(
         3600.0, gt=0, description="Age after which an undelivered message is given up."
     )

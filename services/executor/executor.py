@@ -40,7 +40,7 @@ from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# How long a stopping executor lets its plans run to their end before it asks them to stop,
+# How long a stopping executor lets its plans run to their end before it requests that they stop,
 # seconds. A plan handed back mid-way keeps its traffic paused until an executor takes it over,
 # which under a single-process ``travi up`` means until the next start; most plans end within
 # this time. It stays below the 10 s that ``docker stop`` waits before SIGKILL.

@@ -260,7 +260,7 @@ def counted_duration_ms(plan: StatsPlan) -> int | None:
 
 
 def has_reversed_times(plan: StatsPlan) -> bool:
-    """Whether the plan ended before it started, which excludes it from the average."""
+    """Return whether the plan ended before it started, which excludes it from the average."""
     return (
         plan.started_at is not None
         and plan.finished_at is not None

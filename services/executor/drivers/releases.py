@@ -48,7 +48,7 @@ class ReleasesDriver(DeploymentDriver):
         root = options.get("root")
         if not isinstance(root, str) or not root:
             raise ConfigurationError(
-                f"{where}.root is missing: give the folder that holds releases/ and current"
+                f"{where}.root is missing: give the folder that contains releases/ and current"
             )
         self.root = Path(root)
         self.restart = argv_option(options, "restart", where)
