@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 SERVICE_NAMES = ("detector", "planner", "executor", "notifier", "stats")
 VERSION = "0.1.0"
+# Seconds the HTTP server waits for open requests to finish when the process stops.
+SHUTDOWN_GRACE_SECONDS = 5.0
 
 
 def service_factory(name: str) -> Callable[[ServiceContext], Service]:
@@ -183,7 +185,15 @@ class Runtime:
     async def _serve_http(self) -> None:
         sock = _listen(self.settings.http_host, self.settings.http_port)
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_config=None, lifespan="off", access_log=False)
+        # Without a bound, uvicorn waits at shutdown for every open connection to close, and a
+        # client that keeps a request open would hold the whole process (and its SIGTERM) hostage.
+        config = uvicorn.Config(
+            self.app,
+            log_config=None,
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        )
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # the caller owns the signals
         self._server_task = asyncio.create_task(self._server.serve(sockets=[sock]))

@@ -120,7 +120,12 @@ class MetricsConsumer:
     async def stop(self) -> None:
         """Stop pulling and close the connection; unacknowledged messages are redelivered."""
         if self._task is not None:
-            self._task.cancel()
+            # NOTE: a cancel that lands while nats-py's fetch is timing out can be swallowed
+            # (asyncio.wait_for in Python 3.11), and the pull loop then goes on forever; so the
+            # cancel is repeated until the task has ended.
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=1.0)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
