@@ -3,14 +3,15 @@
 Usage: .venv/bin/python bench/recovery.py [--demo-runs 3] [--breaches 100]
 
 1. Time to recovery: ``travi demo``'s story run ``--demo-runs`` times in this process, each on a
-   fresh embedded system, from the first request served by the bad version to the good version
-   answering its health check again.
-2. Breach to executing: all five services on an embedded nats-server and SQLite, with the
-   default ``none`` driver; for each of ``--breaches`` services, two deployments are recorded and
-   a breach is published; the latency runs from the breach's publish to the executor's
-   ``validate_target`` step event as a core NATS subscriber receives it. The next breach is sent
-   0.2 s after the previous plan's outcome, so each is measured on an idle system. The baseline, measured
-   in the same run, is a JetStream publish to the same subscriber (one hop, no service).
+   fresh embedded system, from the first request served by the bad version until the good version
+   passes its health check again.
+2. Breach to executing: the planner and the executor on an embedded nats-server and SQLite (or
+   ``--database-url``), with the default ``none`` driver. For each of ``--breaches`` services,
+   two deployments are recorded and a breach is published. The latency runs from the breach's
+   publish to the executor's ``validate_target`` step event as a core NATS subscriber receives
+   it. The next breach is sent 0.2 s after the previous plan's outcome, so each is measured on
+   an idle system. The baseline, measured in the same run, is a JetStream publish to the same
+   subscriber (one hop, no service).
 """
 
 from __future__ import annotations

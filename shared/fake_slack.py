@@ -1,7 +1,7 @@
 """A local HTTP server that responds like a Slack incoming webhook, for tests and demos.
 
-It records every request with its receive time, answers ``200 ok`` unless responses were
-scripted with :meth:`RecordingServer.script`, and rejects a body Slack would reject (no text
+It records every request with its receive time and returns ``200 ok`` unless responses were
+scripted with :meth:`RecordingServer.script`. It rejects a body Slack would reject (no text
 and no blocks, a header over 150 characters, a section over 3000) with ``400
 invalid_blocks``. It runs in a thread, so async code in the same process can call it.
 
@@ -131,7 +131,7 @@ class RecordingServer:
             listener(received)
 
     def received(self, status: int | None = None) -> list[Received]:
-        """Return the requests received so far, optionally only those answered with ``status``."""
+        """Return the requests received so far, optionally only those that got ``status``."""
         with self._lock:
             items = list(self.requests)
         return [item for item in items if status is None or item.status == status]
@@ -176,7 +176,7 @@ def _texts(blocks: Iterable[dict[str, Any]]) -> Iterable[tuple[str, str]]:
 
 
 def slack_error(body: bytes) -> str | None:
-    """Return the error Slack would answer for ``body``, or None for a valid message."""
+    """Return the error Slack would return for ``body``, or None for a valid message."""
     try:
         message = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):

@@ -121,7 +121,7 @@ class MetricsConsumer:
         """Stop pulling and close the connection; unacknowledged messages are redelivered."""
         if self._task is not None:
             # NOTE: a cancel that lands while nats-py's fetch is timing out can be swallowed
-            # (asyncio.wait_for in Python 3.11), and the pull loop then goes on forever; so the
+            # (asyncio.wait_for in Python 3.11), and the pull loop then goes on forever. So the
             # cancel is repeated until the task has ended.
             while not self._task.done():
                 self._task.cancel()

@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 # How long a stopping executor lets its plans run to their end before it requests that they stop,
 # seconds. A plan handed back mid-way keeps its traffic paused until an executor takes it over,
-# which under a single-process ``travi up`` means until the next start; most plans end within
+# which under a single-process ``travi up`` means until the next start. Most plans end within
 # this time. It stays below the 10 s that ``docker stop`` waits before SIGKILL.
 FINISH_GRACE_SECONDS = 8.0
 # How long a stopping executor then waits for its runners to reach a step boundary, seconds.

@@ -1,8 +1,8 @@
 """The order of the eight steps, their policies and the decisions around them, without I/O.
 
 The runner calls this module to learn which steps a cancel may interrupt, how long to wait before a
-retry, what to do with a switch that was running when its executor died, and which event id an
-event gets, so that a repeat after a crash is dropped as a duplicate.
+retry, and what to do with a switch that was running when its executor died. It also derives
+each event's id, so that a repeat after a crash is dropped as a duplicate.
 """
 
 from __future__ import annotations

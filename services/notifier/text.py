@@ -15,7 +15,7 @@ import unicodedata
 
 # Block Kit limits, in characters. slack_sdk 3.48's block models check the header (150) and
 # section text (3000) limits. The field limit (2000) and the 3000 of any text object are from
-# Slack's Block Kit reference as Block Kit libraries quote it; slack_sdk does not check them.
+# Slack's Block Kit reference as Block Kit libraries quote it. slack_sdk does not check them.
 HEADER_TEXT_LIMIT = 150
 SECTION_TEXT_LIMIT = 3000
 SECTION_FIELD_LIMIT = 2000

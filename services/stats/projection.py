@@ -1,4 +1,4 @@
-"""How each rollback event changes a plan of the read model. No I/O.
+"""The rules by which each rollback event changes a plan of the read model, without I/O.
 
 Events of one plan travel on different subjects, so they can arrive in any order: a step
 before its plan, an outcome before the execute command. The rules below give the same plan

@@ -1,1 +1,1 @@
-"""Local HTTP servers that answer like Slack, Atlassian Statuspage and a generic webhook."""
+"""Local HTTP servers that respond like Slack, Atlassian Statuspage and a generic webhook."""

@@ -29,7 +29,7 @@ class FakeWebhook(RecordingServer):
         self.secret = secret
 
     def reply_for(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
-        """Check the signature, then answer a scripted reply or 204."""
+        """Check the signature, then return a scripted reply or 204."""
         timestamp = headers.get(TIMESTAMP_HEADER, "")
         signature = headers.get(SIGNATURE_HEADER, "")
         if not hmac.compare_digest(signature, expected_signature(self.secret, timestamp, body)):

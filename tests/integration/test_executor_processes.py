@@ -41,11 +41,13 @@ def step_status(database: Path, plan_id: str, step: str) -> str | None:
     return row[0] if row else None
 
 
-async def test_sigkill_after_pause_resumes(nats_server, tmp_path):
-    database = tmp_path / "travi.db"
-    in_flight = tmp_path / "in-flight"
+def recorded_checkout(tmp_path: Path, in_flight: Path) -> dict:
+    """Return a command driver for checkout that records switches and traffic in files.
+
+    The drain waits while the file ``in_flight`` contains a number above zero. It starts at 3.
+    """
     in_flight.write_text("3")
-    services = {
+    return {
         "checkout": {
             "driver": "command",
             "options": {"switch": record(tmp_path / "switches", "{service} {version}")},
@@ -57,6 +59,12 @@ async def test_sigkill_after_pause_resumes(nats_server, tmp_path):
             },
         }
     }
+
+
+async def test_sigkill_after_pause_resumes(nats_server, tmp_path):
+    database = tmp_path / "travi.db"
+    in_flight = tmp_path / "in-flight"
+    services = recorded_checkout(tmp_path, in_flight)
     env = executor_env(
         nats_server.url,
         f"sqlite:///{database}",
@@ -212,19 +220,7 @@ async def test_sigkill_during_switch_fails_cleanly(nats_server, tmp_path):
 async def test_sigterm_hands_plan_back(nats_server, tmp_path):
     database = tmp_path / "travi.db"
     in_flight = tmp_path / "in-flight"
-    in_flight.write_text("3")
-    services = {
-        "checkout": {
-            "driver": "command",
-            "options": {"switch": record(tmp_path / "switches", "{service} {version}")},
-            "traffic": "command",
-            "traffic_options": {
-                "pause": record(tmp_path / "traffic", "paused"),
-                "resume": record(tmp_path / "traffic", "resumed"),
-                "in_flight": [sys.executable, "-S", str(HELPERS / "in_flight.py"), str(in_flight)],
-            },
-        }
-    }
+    services = recorded_checkout(tmp_path, in_flight)
     # A stale heartbeat would take 60 s, so a takeover within the test's time needs the hand-back.
     env = executor_env(
         nats_server.url,
