@@ -36,6 +36,9 @@ from shared.settings import Settings
 
 TOKEN = "bench-operator"
 SERVICES = ("planner", "executor")
+# The baseline's subject is in the rollback stream but no service consumes it, so measuring
+# the baseline leaves the planner idle for the breach that follows.
+PROBE_PREFIX = "rollback.probe.bench"
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -88,7 +91,7 @@ async def _measure(runtime: Runtime, url: str, count: int) -> tuple[list[float],
 
     await connection.subscribe("rollback.step.>", cb=on_step)
     await connection.subscribe("rollback.outcome.>", cb=on_outcome)
-    await connection.subscribe("rollback.breach.bench.>", cb=on_probe)
+    await connection.subscribe(f"{PROBE_PREFIX}.>", cb=on_probe)
     broker = make_broker(url)
     await broker.connect()
     await declare_streams(broker, runtime.settings)
@@ -106,7 +109,7 @@ async def _measure(runtime: Runtime, url: str, count: int) -> tuple[list[float],
     latencies, baseline = [], []
     for index in range(count):
         service = f"svc-{index}"
-        probe = f"rollback.breach.bench.probe-{index}"
+        probe = f"{PROBE_PREFIX}.probe-{index}"
         sent = time.perf_counter()
         await publish(broker, probe, _breach("bench", f"probe-{index}"))
         await _wait_for(arrivals, probe)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
 
 from shared.errors import ConfigurationError
+from shared.sqlite_driver import OneTripDBAPI
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,10 @@ def open_database(url: str) -> Database:
     is_sqlite = parsed.get_backend_name() == "sqlite"
     # A pre-ping finds server connections that PostgreSQL dropped. An SQLite file has none to
     # drop, and the ping would cost an extra thread hop in aiosqlite on every checkout.
-    engine = create_async_engine(full_url, pool_pre_ping=not is_sqlite)
+    if is_sqlite:
+        engine = create_async_engine(full_url, module=OneTripDBAPI())
+    else:
+        engine = create_async_engine(full_url, pool_pre_ping=True)
     if is_sqlite:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return Database(engine, async_sessionmaker(engine, expire_on_commit=False))

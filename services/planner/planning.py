@@ -222,8 +222,7 @@ class Planner:
     ) -> list[OutboxMessage]:
         """Store the plan of ``decision``; return its outbox rows: PlanCreated, ExecutePlan."""
         plan = _automatic_plan(breach, decision, now)
-        session.add(plan)
-        await session.flush()
+        await repository.add_plan(session, plan)
 
         await repository.mark_bad(
             session,
@@ -247,11 +246,10 @@ class Planner:
 
         source = str(breach.event_id)
         plan_subject = subject("rollback.plan", plan.environment, plan.service)
-        created = await repository.add_outbox(
-            session, source, plan_subject, events.plan_created(plan), now
-        )
         command = events.execute_plan(plan, SYSTEM_ACTOR, now)
-        execute = await repository.add_outbox(session, source, EXECUTE_SUBJECT, command, now)
+        messages = await repository.add_outbox_messages(
+            session, source, [(plan_subject, command.plan), (EXECUTE_SUBJECT, command)], now
+        )
 
         BREACH_DECISIONS.labels(decision="plan").inc()
         logger.info(
@@ -262,7 +260,7 @@ class Planner:
             breach.event_id,
             breach.trigger,
         )
-        return [created, execute]
+        return messages
 
     async def _suppress(
         self, session: AsyncSession, breach: BreachDetected, decision: Suppress, now: datetime

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql import Executable
 
 from services.planner.decision import LOOP_GUARD_WINDOW, BreachContext
 from services.planner.models import (
@@ -57,13 +60,12 @@ async def claim_inbox_entry(
     transaction's first statement in place of that call and :func:`is_handled`. On PostgreSQL
     an insert of the same id by a transaction still open waits for that transaction to end.
     """
-    statement = _insert_for(session)(InboxEntry).values(
-        event_id=str(event_id), subject=subject, handled_at=now
-    )
+    connection = await session.connection()
     # RETURNING shows whether the row went in: this INSERT's rowcount was not 1 on PostgreSQL
     # (psycopg) even when it inserted.
-    inserted = await session.scalar(
-        statement.on_conflict_do_nothing().returning(InboxEntry.event_id)
+    inserted = await connection.scalar(
+        _statements(connection).claim_inbox,
+        {"event_id": str(event_id), "subject": subject, "handled_at": now},
     )
     return inserted is not None
 
@@ -121,48 +123,23 @@ async def load_breach_context(
     The single-value reads share one SELECT of scalar subqueries, because every statement
     costs a round trip (a thread hop with aiosqlite).
     """
-    cooldown_key = (
-        Cooldown.environment == environment,
-        Cooldown.service == service,
-        Cooldown.trigger == trigger,
-    )
+    connection = await session.connection()
+    statements = _statements(connection)
+    key = {"environment": environment, "service": service}
     values = (
-        await session.execute(
-            select(
-                select(Plan.id)
-                .where(
-                    Plan.environment == environment,
-                    Plan.service == service,
-                    Plan.status.in_(ACTIVE_STATUSES),
-                )
-                .limit(1)
-                .scalar_subquery()
-                .label("active_plan_id"),
-                select(Cooldown.until).where(*cooldown_key).scalar_subquery().label("until"),
-                select(Cooldown.cause).where(*cooldown_key).scalar_subquery().label("cause"),
-                select(CurrentVersion.version)
-                .where(CurrentVersion.environment == environment, CurrentVersion.service == service)
-                .scalar_subquery()
-                .label("current_version"),
-                select(func.count())
-                .select_from(Plan)
-                .where(
-                    Plan.environment == environment,
-                    Plan.service == service,
-                    Plan.trigger_type == "automatic",
-                    Plan.created_at > now - LOOP_GUARD_WINDOW,
-                )
-                .scalar_subquery()
-                .label("recent"),
-            )
+        await connection.execute(
+            statements.breach_values,
+            {**key, "trigger": trigger, "since": now - LOOP_GUARD_WINDOW},
         )
     ).one()
+    history = await connection.execute(statements.history, key)
+    bad = await connection.scalars(statements.bad_versions, key)
     return BreachContext(
         active_plan_id=values.active_plan_id,
         cooldown_until=values.until,
-        history=await load_history(session, environment, service),
+        history=[DeploymentRecord(r.version, r.status, r.deployed_at, r.id) for r in history],
         current_version=values.current_version,
-        bad_versions=await bad_versions(session, environment, service),
+        bad_versions=set(bad),
         recent_automatic_plans=values.recent or 0,
         cooldown_cause=values.cause,
     )
@@ -185,14 +162,19 @@ async def set_cooldown(
     plan_id: str | None,
 ) -> None:
     """Insert or replace the cooldown of one trigger."""
-    values = {"until": until, "set_at": now, "cause": cause, "plan_id": plan_id}
-    statement = _insert_for(session)(Cooldown).values(
-        environment=environment, service=service, trigger=trigger, **values
+    connection = await session.connection()
+    await connection.execute(
+        _statements(connection).set_cooldown,
+        {
+            "environment": environment,
+            "service": service,
+            "trigger": trigger,
+            "until": until,
+            "set_at": now,
+            "cause": cause,
+            "plan_id": plan_id,
+        },
     )
-    statement = statement.on_conflict_do_update(
-        index_elements=["environment", "service", "trigger"], set_=values
-    )
-    await session.execute(statement)
 
 
 async def mark_bad(
@@ -206,16 +188,31 @@ async def mark_bad(
     now: datetime,
 ) -> bool:
     """Mark ``version`` bad and return True, or return False when it already has a mark."""
-    statement = _insert_for(session)(BadVersion).values(
-        environment=environment,
-        service=service,
-        version=version,
-        plan_id=plan_id,
-        reason=reason,
-        marked_at=now,
+    connection = await session.connection()
+    marked = await connection.scalar(
+        _statements(connection).mark_bad,
+        {
+            "environment": environment,
+            "service": service,
+            "version": version,
+            "plan_id": plan_id,
+            "reason": reason,
+            "marked_at": now,
+        },
     )
-    result = await session.execute(statement.on_conflict_do_nothing())
-    return result.rowcount == 1
+    return marked is not None
+
+
+async def add_plan(session: AsyncSession, plan: Plan) -> None:
+    """Insert a new plan; raises IntegrityError when its service already has an active plan."""
+    connection = await session.connection()
+    # Unset attributes are left out, so the columns' defaults apply as in an ORM flush.
+    values = {
+        column.key: value
+        for column in Plan.__table__.columns
+        if (value := getattr(plan, column.key)) is not None
+    }
+    await connection.execute(_statements(connection).add_plan, values)
 
 
 async def add_deployment(session: AsyncSession, record: DeploymentRecorded, now: datetime) -> None:
@@ -274,17 +271,34 @@ async def add_outbox(
     session: AsyncSession, source_id: str, subject: str, event: Contract, now: datetime
 ) -> OutboxMessage:
     """Store ``event`` for publishing after the commit."""
-    message = OutboxMessage(
-        event_id=str(event.event_id),
-        source_id=source_id,
-        subject=subject,
-        kind=type(event).__name__,
-        payload=event.model_dump_json(),
-        created_at=now,
-    )
-    session.add(message)
-    await session.flush()
-    return message
+    return (await add_outbox_messages(session, source_id, [(subject, event)], now))[0]
+
+
+async def add_outbox_messages(
+    session: AsyncSession,
+    source_id: str,
+    messages: Sequence[tuple[str, Contract]],
+    now: datetime,
+) -> list[OutboxMessage]:
+    """Store events for publishing after the commit, in one statement, and return their rows.
+
+    The rows are not in the session; their ids come back from the INSERT.
+    """
+    rows = [
+        {
+            "event_id": str(event.event_id),
+            "source_id": source_id,
+            "subject": subject,
+            "kind": type(event).__name__,
+            "payload": event.model_dump_json(),
+            "created_at": now,
+            "published_at": None,
+        }
+        for subject, event in messages
+    ]
+    connection = await session.connection()
+    ids = await connection.scalars(_statements(connection).add_outbox, rows)
+    return [OutboxMessage(id=outbox_id, **row) for outbox_id, row in zip(ids, rows, strict=True)]
 
 
 async def unpublished(
@@ -303,8 +317,9 @@ async def mark_published(
     session: AsyncSession, outbox_ids: Sequence[int], now: datetime
 ) -> None:
     """Record that the outbox messages ``outbox_ids`` reached the stream."""
-    await session.execute(
-        update(OutboxMessage).where(OutboxMessage.id.in_(outbox_ids)).values(published_at=now)
+    connection = await session.connection()
+    await connection.execute(
+        _statements(connection).mark_published, {"ids": list(outbox_ids), "published_at": now}
     )
 
 
@@ -352,4 +367,89 @@ async def lock_deferred(session: AsyncSession, event_id: str) -> Suppression | N
             Suppression.rechecked_at.is_(None),
         )
         .with_for_update()
+    )
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The statements of the breach path, built once per dialect.
+
+    A statement built on every call costs more Python time than SQLite takes to run it. A
+    statement built once is compiled once, and later calls only bind new parameters.
+    """
+
+    claim_inbox: Executable
+    breach_values: Executable
+    history: Executable
+    bad_versions: Executable
+    add_plan: Executable
+    mark_bad: Executable
+    set_cooldown: Executable
+    add_outbox: Executable
+    mark_published: Executable
+
+
+def _statements(connection: AsyncConnection) -> _Statements:
+    return _build_statements(connection.dialect.name)
+
+
+@cache
+def _build_statements(dialect: str) -> _Statements:
+    upsert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    environment, service = bindparam("environment"), bindparam("service")
+    is_plan_service = (Plan.environment == environment, Plan.service == service)
+    cooldown_key = (
+        Cooldown.environment == environment,
+        Cooldown.service == service,
+        Cooldown.trigger == bindparam("trigger"),
+    )
+    breach_values = select(
+        select(Plan.id)
+        .where(*is_plan_service, Plan.status.in_(ACTIVE_STATUSES))
+        .limit(1)
+        .scalar_subquery()
+        .label("active_plan_id"),
+        select(Cooldown.until).where(*cooldown_key).scalar_subquery().label("until"),
+        select(Cooldown.cause).where(*cooldown_key).scalar_subquery().label("cause"),
+        select(CurrentVersion.version)
+        .where(CurrentVersion.environment == environment, CurrentVersion.service == service)
+        .scalar_subquery()
+        .label("current_version"),
+        select(func.count())
+        .select_from(Plan)
+        .where(
+            *is_plan_service,
+            Plan.trigger_type == "automatic",
+            Plan.created_at > bindparam("since", type_=Plan.created_at.type),
+        )
+        .scalar_subquery()
+        .label("recent"),
+    )
+    cooldown = upsert(Cooldown.__table__)
+    return _Statements(
+        claim_inbox=upsert(InboxEntry.__table__)
+        .on_conflict_do_nothing()
+        .returning(InboxEntry.event_id),
+        breach_values=breach_values,
+        history=select(Deployment.version, Deployment.status, Deployment.deployed_at, Deployment.id)
+        .where(Deployment.environment == environment, Deployment.service == service)
+        .order_by(Deployment.id),
+        bad_versions=select(BadVersion.version).where(
+            BadVersion.environment == environment, BadVersion.service == service
+        ),
+        add_plan=insert(Plan.__table__),
+        # RETURNING shows whether the row went in, on both databases.
+        mark_bad=upsert(BadVersion.__table__).on_conflict_do_nothing().returning(BadVersion.version),
+        set_cooldown=cooldown.on_conflict_do_update(
+            index_elements=["environment", "service", "trigger"],
+            set_={
+                name: cooldown.excluded[name] for name in ("until", "set_at", "cause", "plan_id")
+            },
+        ),
+        add_outbox=insert(OutboxMessage.__table__).returning(
+            OutboxMessage.id, sort_by_parameter_order=True
+        ),
+        mark_published=update(OutboxMessage.__table__)
+        .where(OutboxMessage.id.in_(bindparam("ids", expanding=True)))
+        .values(published_at=bindparam("published_at")),
     )
