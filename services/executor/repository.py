@@ -423,10 +423,14 @@ class ExecutorRepository:
                 heartbeat_at=now,
             )
 
-    async def append_error(self, plan_id: str, lease: int, error: str, now: datetime) -> None:
-        """Replace the stored outcome error (a compensation that failed adds to it)."""
+    async def record_compensation(
+        self, plan_id: str, lease: int, *, error: str | None, now: datetime
+    ) -> None:
+        """Store the outcome's error and finish time again after the compensating resume."""
         async with self.db.engine.begin() as connection:
-            await self._fence(connection, plan_id, lease, error=error, heartbeat_at=now)
+            await self._fence(
+                connection, plan_id, lease, error=error, finished_at=now, heartbeat_at=now
+            )
 
     async def finish(
         self,

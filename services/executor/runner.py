@@ -513,15 +513,20 @@ class PlanRunner:
             error: str | None = f"invalid driver configuration: {exc}"
         else:
             error = await self._run_step("resume_traffic")
-        if error is None:
-            return
-        message = f"traffic could not be resumed: {error}"
-        combined = f"{self.state.error}; {message}" if self.state.error else message
-        await self.repo.append_error(self.plan_id, self.state.lease, combined, utc_now())
-        self.state.error = combined
-        await self._escalate(
-            "traffic_not_resumed", f"{self.plan.service} in {self.plan.environment}: {message}"
+        message = f"traffic could not be resumed: {error}" if error is not None else None
+        if message is not None:
+            self.state.error = f"{self.state.error}; {message}" if self.state.error else message
+        # The plan ends when its traffic flows again (or the resume gave up), not when the
+        # outcome was first stored, so the outcome's duration includes the resume.
+        finished_at = utc_now()
+        await self.repo.record_compensation(
+            self.plan_id, self.state.lease, error=self.state.error, now=finished_at
         )
+        self.state.finished_at = finished_at
+        if message is not None:
+            await self._escalate(
+                "traffic_not_resumed", f"{self.plan.service} in {self.plan.environment}: {message}"
+            )
 
     async def _notify_and_finish(self) -> None:
         error = (

@@ -164,6 +164,26 @@ async def test_switch_failure_resumes_traffic(repo, recorder):
     assert "switch failed on purpose" in finished[0].error
 
 
+async def test_failed_plan_finishes_after_its_resume(repo, recorder):
+    recorder.fail.add("switch")
+    sink = ListSink()
+    executor = make_executor(repo, sink, recorder)
+    plan = plan_created()
+
+    await executor.execute(ExecutePlan(plan=plan, actor="alice"))
+    state = await wait_for_status(repo, plan.plan_id, "failed")
+
+    resumed = [
+        e for e in sink.of_type("StepChanged")
+        if e.step == "resume_traffic" and e.status == "succeeded"
+    ]
+    finished = sink.of_type("PlanFinished")
+    assert len(resumed) == 1
+    assert len(finished) == 1
+    assert finished[0].finished_at >= resumed[0].finished_at
+    assert state.finished_at == finished[0].finished_at
+
+
 async def test_validate_failure_before_pause_skips_resume(repo, recorder):
     recorder.fail.add("validate")
     sink = ListSink()
