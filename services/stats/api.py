@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -16,7 +16,7 @@ from shared.service import ServiceContext
 
 from services.stats import store
 from services.stats.rebuild import RebuildResult
-from services.stats.views import plan_json
+from services.stats.views import plan_json, signal_json
 
 MAX_PAGE = 500
 # The largest offset SQLite and PostgreSQL accept (a signed 64-bit integer).
@@ -24,6 +24,7 @@ MAX_OFFSET = 2**63 - 1
 # The latest accepted ``since``, because splitting a later one into days needs a day after
 # 9999-12-31.
 LATEST_SINCE = datetime(9999, 12, 31, tzinfo=UTC)
+SignalKind = Literal["breach", "suppressed", "escalation", "notification_failed"]
 
 
 def _aware(value: datetime | None, field: str) -> datetime | None:
@@ -125,6 +126,32 @@ def build_router(
                 del item["steps"]
             items.append(item)
         return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+    @router.get("/api/admin/signals", dependencies=[viewer])
+    async def list_signals(
+        kind: SignalKind | None = Query(None, description="Only signals of this kind."),
+        environment: str | None = None,
+        service: str | None = None,
+        since: datetime | None = Query(None, description="Signals at or after, ISO 8601."),
+        until: datetime | None = Query(None, description="Signals before, ISO 8601."),
+        limit: int = Query(50, ge=1, le=MAX_PAGE, description="Signals per page."),
+        offset: int = Query(0, ge=0, le=MAX_OFFSET, description="Signals to skip, newest first."),
+    ) -> dict[str, object]:
+        """List breaches, suppressions, escalations and notification failures, newest first.
+
+        A suppression gives the reason a breach did not become a rollback.
+        """
+        query = store.SignalFilter(
+            kind, stats_filter(environment, service, since, until), limit, offset
+        )
+        async with sessions() as session:
+            signals, total = await store.list_signals(session, query)
+        return {
+            "items": [signal_json(signal) for signal in signals],
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+        }
 
     @router.get("/api/admin/rollbacks/{plan_id}", dependencies=[viewer])
     async def get_rollback(plan_id: UUID) -> dict[str, object]:

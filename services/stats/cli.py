@@ -1,6 +1,7 @@
 """Stats commands of the ``travi`` CLI: statistics, the plan list, one plan and its report.
 
-``travi stats`` prints the statistics and ``travi stats rebuild`` replays the view from the
+``travi stats`` prints the statistics, ``travi stats signals`` lists breaches, suppressions,
+escalations and failed notifications, and ``travi stats rebuild`` replays the view from the
 stream; ``travi rollback list``, ``show`` and ``report`` read plans. Every command calls the
 HTTP API of a running TRAVI through :class:`shared.client.ApiClient`. An API error ends the
 command with a one-line message and exit code 1.
@@ -30,6 +31,7 @@ STATS_FIELDS = (
     "successRate",
 )
 LIST_COLUMNS = ("id", "environment", "service", "status", "trigger", "triggerType", "createdAt", "durationMs")
+SIGNAL_COLUMNS = ("occurredAt", "kind", "environment", "service", "label", "planId", "detail")
 DETAIL_FIELDS = (
     "id",
     "environment",
@@ -100,6 +102,26 @@ def _echo(lines: Sequence[str]) -> None:
         typer.echo(line)
 
 
+def _print_page(
+    path: str,
+    filters: dict[str, str | None],
+    limit: int,
+    offset: int,
+    columns: Sequence[str],
+    items_name: str,
+) -> None:
+    """Fetch one page of a list route and print it as a table, with a hint when more match."""
+    params = {key: value for key, value in filters.items() if value is not None}
+    body = _client().get(path, params={**params, "limit": limit, "offset": offset})
+    if not body["items"]:
+        typer.echo(f"No {items_name} match.")
+        return
+    _echo(format_table(body["items"], columns))
+    shown = offset + len(body["items"])
+    if shown < body["total"]:
+        typer.echo(f"{shown} of {body['total']} shown; use --offset {shown} for more.")
+
+
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     """Add ``travi stats`` (and ``stats rebuild``) and the read commands of ``travi rollback``."""
     stats_app = typer.Typer(
@@ -138,6 +160,21 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             f"{body['applied']} applied, {body['skipped']} skipped, in {body['seconds']} s."
         )
 
+    @stats_app.command("signals")
+    def signals(
+        kind: str | None = typer.Option(
+            None, help="Only this kind: breach, suppressed, escalation or notification_failed."
+        ),
+        environment: str | None = typer.Option(None, "--env", help="Only this environment."),
+        service: str | None = typer.Option(None, "--service", help="Only this service."),
+        since: str | None = typer.Option(None, help="Signals at or after, ISO 8601 with zone."),
+        limit: int = typer.Option(20, min=1, max=500, help="Signals to show, newest first."),
+        offset: int = typer.Option(0, min=0, help="Signals to skip."),
+    ) -> None:
+        """List breaches, suppressions (why no rollback ran), escalations and failed notifications."""
+        filters = {"kind": kind, "environment": environment, "service": service, "since": since}
+        _print_page("/api/admin/signals", filters, limit, offset, SIGNAL_COLUMNS, "signals")
+
     app.add_typer(stats_app, name="stats")
     rollback = groups["rollback"]
 
@@ -152,16 +189,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         offset: int = typer.Option(0, min=0, help="Plans to skip."),
     ) -> None:
         """List rollback plans, newest first."""
-        params = {"environment": environment, "service": service, "status": status}
-        params = {k: v for k, v in params.items() if v is not None}
-        body = _client().get("/api/admin/rollbacks", params={**params, "limit": limit, "offset": offset})
-        if not body["items"]:
-            typer.echo("No rollback plans match.")
-            return
-        _echo(format_table(body["items"], LIST_COLUMNS))
-        shown = offset + len(body["items"])
-        if shown < body["total"]:
-            typer.echo(f"{shown} of {body['total']} shown; use --offset {shown} for more.")
+        filters = {"environment": environment, "service": service, "status": status}
+        _print_page("/api/admin/rollbacks", filters, limit, offset, LIST_COLUMNS, "rollback plans")
 
     @rollback.command("show")
     def show(plan_id: str = typer.Argument(..., help="The plan's id.")) -> None:

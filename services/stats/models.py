@@ -126,8 +126,8 @@ class StatsReport(Base):
 class StatsSignal(Base):
     """A breach, suppression, escalation or notification failure, as it arrived.
 
-    NOTE: no route reads these rows yet. They keep the events that feed the breach,
-    suppression and notification metrics, so a later query can serve them after a restart.
+    ``GET /api/admin/signals`` lists them, so an operator can see why a breach did not become
+    a rollback.
     """
 
     __tablename__ = "stats_signals"

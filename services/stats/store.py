@@ -437,6 +437,33 @@ async def list_plans(session: AsyncSession, query: PlanFilter) -> tuple[Sequence
     return plans, int(total or 0)
 
 
+@dataclass(frozen=True)
+class SignalFilter:
+    """Filters and paging of the signal list; a None field does not restrict it."""
+
+    kind: str | None = None
+    scope: StatsFilter = StatsFilter()
+    limit: int = 50
+    offset: int = 0
+
+
+async def list_signals(
+    session: AsyncSession, query: SignalFilter
+) -> tuple[Sequence[StatsSignal], int]:
+    """Return one page of signals, newest first, and the number of signals that match."""
+    matching = _scoped(select(StatsSignal), StatsSignal, query.scope)
+    if query.kind is not None:
+        matching = matching.where(StatsSignal.kind == query.kind)
+    if query.scope.since is not None:
+        matching = matching.where(StatsSignal.occurred_at >= query.scope.since)
+    if query.scope.until is not None:
+        matching = matching.where(StatsSignal.occurred_at < query.scope.until)
+    page = matching.order_by(StatsSignal.occurred_at.desc(), StatsSignal.event_id.desc())
+    signals = (await session.scalars(page.limit(query.limit).offset(query.offset))).all()
+    total = await session.scalar(select(func.count()).select_from(matching.subquery()))
+    return signals, int(total or 0)
+
+
 async def steps_of(session: AsyncSession, plan_ids: Sequence[str]) -> dict[str, list[StatsStep]]:
     """Return the known steps of each plan, by plan id."""
     found: dict[str, list[StatsStep]] = {plan_id: [] for plan_id in plan_ids}

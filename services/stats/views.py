@@ -8,7 +8,7 @@ from datetime import datetime
 
 from shared.contracts import STEP_NAMES
 
-from services.stats.models import StatsPlan, StatsStep
+from services.stats.models import StatsPlan, StatsSignal, StatsStep
 from pydantic.alias_generators import to_camel
 
 from services.stats.projection import breach_of, step_duration
@@ -43,6 +43,20 @@ def step_json(step: StatsStep) -> dict[str, object]:
         "finishedAt": _time(step.finished_at),
         "durationMs": _number(step.duration_ms),
         "error": step.error,
+    }
+
+
+def signal_json(signal: StatsSignal) -> dict[str, object]:
+    """Return one breach, suppression, escalation or notification failure."""
+    return {
+        "eventId": signal.event_id,
+        "kind": signal.kind,
+        "environment": signal.environment,
+        "service": signal.service,
+        "planId": signal.plan_id,
+        "label": signal.label,
+        "detail": signal.detail,
+        "occurredAt": _time(signal.occurred_at),
     }
 
 

@@ -14,7 +14,14 @@ from typer.testing import CliRunner
 from services.cli import app
 from services.runner import Runtime
 from shared.bus import publish
-from shared.contracts import IncidentReportStored, PlanCreated, PlanFinished, StepChanged
+from shared.contracts import (
+    BreachDetected,
+    BreachSuppressed,
+    IncidentReportStored,
+    PlanCreated,
+    PlanFinished,
+    StepChanged,
+)
 from shared.settings import Settings
 
 pytestmark = pytest.mark.nats
@@ -118,3 +125,21 @@ async def test_unknown_plan_exits_non_zero(runtime, cli_env):
     result = await invoke("rollback", "show", str(uuid4()))
     assert result.exit_code != 0
     assert "not found" in str(result.exception) + result.output
+
+
+async def test_signals_command_lists_suppressions(runtime, cli_env):
+    breach = BreachDetected(
+        environment="production", service="checkout", version="v2", trigger="error_rate",
+        measured=0.3, threshold=0.1, samples=40,
+    )
+    await publish(
+        runtime.context.broker,
+        "rollback.suppressed.production.checkout",
+        BreachSuppressed(environment="production", service="checkout", reason="no_target",
+                         detail="no earlier good version", breach=breach),
+    )
+    output = await wait_for_output("no_target", "stats", "signals", "--kind", "suppressed")
+    empty = await invoke("stats", "signals", "--kind", "escalation")
+    assert "no earlier good version" in output
+    assert "production" in output
+    assert "No signals match." in empty.output

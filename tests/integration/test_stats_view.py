@@ -636,3 +636,53 @@ async def test_two_replicas_share_the_events(nats_server, make_settings, postgre
     assert live["avgDurationMs"] == 3400.0
     assert {len(item["steps"]) for item in listed["items"]} == {len(STEP_NAMES)}
     assert replayed == live
+
+
+async def test_signals_list_why_nothing_ran(stats_runtime):
+    bus = Bus(stats_runtime)
+    plan = await bus.created(publish_it=False)
+    breach = plan.breach.model_copy(update={"occurred_at": BASE_TIME})
+    await bus.send("rollback.breach.production.checkout", breach)
+    await bus.send(
+        "rollback.suppressed.production.checkout",
+        BreachSuppressed(
+            environment="production",
+            service="checkout",
+            reason="cooldown",
+            detail="cooldown of error_rate until 10:00",
+            breach=breach,
+            occurred_at=BASE_TIME + timedelta(seconds=1),
+        ),
+    )
+    await bus.send(
+        "rollback.suppressed.production.search",
+        BreachSuppressed(
+            environment="production",
+            service="search",
+            reason="no_target",
+            breach=breach.model_copy(update={"service": "search"}),
+            occurred_at=BASE_TIME + timedelta(seconds=2),
+        ),
+    )
+    await wait_applied(stats_runtime, bus.published)
+    async with client(stats_runtime) as http:
+        everything = (await http.get("/api/admin/signals")).json()
+        suppressed = (await http.get("/api/admin/signals?kind=suppressed&service=checkout")).json()
+        paged = (await http.get("/api/admin/signals?limit=1&offset=1")).json()
+        bad_kind = await http.get("/api/admin/signals?kind=nonsense")
+        bad_since = await http.get("/api/admin/signals?since=2026-11-20T09:00:00")
+    async with client(stats_runtime, headers={}) as http:
+        anonymous = await http.get("/api/admin/signals")
+
+    assert everything["total"] == 3
+    assert [item["kind"] for item in everything["items"]] == ["suppressed", "suppressed", "breach"]
+    assert suppressed["total"] == 1
+    assert suppressed["items"][0]["label"] == "cooldown"
+    assert suppressed["items"][0]["detail"] == "cooldown of error_rate until 10:00"
+    assert suppressed["items"][0]["occurredAt"] == "2026-11-20T09:00:01Z"
+    assert paged["total"] == 3
+    assert [item["label"] for item in paged["items"]] == ["cooldown"]
+    assert bad_kind.status_code == 422
+    assert bad_since.status_code == 400
+    assert "time zone" in bad_since.json()["detail"]
+    assert anonymous.status_code == 401
