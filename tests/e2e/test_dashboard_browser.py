@@ -23,6 +23,7 @@ from shared.bus import DEPLOYMENTS_STREAM, publish
 from shared.contracts import (
     STEP_NAMES,
     BreachDetected,
+    BreachSuppressed,
     ExecutePlan,
     IncidentReportStored,
     PlanCreated,
@@ -126,6 +127,9 @@ async def publish_rollbacks(runtime: Runtime) -> tuple[PlanCreated, PlanCreated]
     await publish(broker, "rollback.report.production.checkout", IncidentReportStored(
         plan_id=automatic.plan_id, environment="production", service="checkout",
         markdown="# Incident: checkout rolled back to v1"))
+    await publish(broker, "rollback.suppressed.production.checkout", BreachSuppressed(
+        environment="production", service="checkout", reason="in_progress",
+        detail="<b>plan already running</b>", breach=breach, plan_id=automatic.plan_id))
     return automatic, manual
 
 
@@ -163,11 +167,13 @@ async def test_dashboard_shows_rollbacks_and_chart(runtime, browser):
     await page.fill("#token", "viewer-token")
     await page.click("button[type=submit]")
     await page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
-    # The consumer may still be applying events: reload until both plans are counted.
+    # The consumer may still be applying events: reload until both plans and the suppression
+    # are shown.
     for _ in range(100):
         total = await page.text_content("#totals div[data-metric=Total] dd")
         rows = await page.locator("#timeline li[data-plan-id]").count()
-        if total == "2" and rows == 2:
+        signals = await page.locator("#signals tr.signal-suppressed").count()
+        if total == "2" and rows == 2 and signals == 1:
             break
         await page.wait_for_timeout(200)
         await page.reload()
@@ -190,6 +196,13 @@ async def test_dashboard_shows_rollbacks_and_chart(runtime, browser):
     assert height > 40
     assert bar > 2000, f"only {bar} bar-coloured pixels in the chart"
     assert background < len(pixels), "the chart is blank"
+
+    suppressed = page.locator("#signals tr.signal-suppressed")
+    assert await suppressed.count() == 1
+    assert "in_progress" in await suppressed.text_content()
+    # The detail is shown as text, never as markup.
+    assert "<b>plan already running</b>" in await suppressed.text_content()
+    assert await page.locator("#signals b").count() == 0
 
     await page.click(f"#timeline li[data-plan-id='{automatic.plan_id}'] a[href^='#plan=']")
     await page.wait_for_selector("#detail:not([hidden])")

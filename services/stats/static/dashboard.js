@@ -152,6 +152,27 @@ function renderTimeline(plans) {
   }
 }
 
+function renderSignals(signals) {
+  const body = document.querySelector("#signals tbody");
+  body.replaceChildren();
+  if (signals.length === 0) {
+    const row = element("tr");
+    const cell = element("td", "No signals yet.", "muted");
+    cell.colSpan = 5;
+    row.append(cell);
+    body.append(row);
+    return;
+  }
+  for (const signal of signals) {
+    const row = element("tr", null, `signal-${signal.kind}`);
+    row.dataset.eventId = signal.eventId;
+    row.append(element("td", formatTime(signal.occurredAt)), element("td", signal.kind),
+               element("td", `${signal.service} / ${signal.environment}`),
+               element("td", signal.label), element("td", signal.detail));
+    body.append(row);
+  }
+}
+
 async function renderDetail() {
   const section = document.getElementById("detail");
   const match = /^#plan=([0-9a-f-]{36})$/.exec(window.location.hash);
@@ -197,13 +218,15 @@ async function renderDetail() {
 async function refresh() {
   const error = document.getElementById("error");
   try {
-    const [stats, page] = await Promise.all([
+    const [stats, page, signals] = await Promise.all([
       getJson("/api/admin/rollback/stats"),
       getJson(`/api/admin/rollbacks?limit=${RECENT}&steps=true`),
+      getJson(`/api/admin/signals?limit=${RECENT}`),
     ]);
     renderTotals(stats);
     renderChart(stats.triggerBreakdown);
     renderTimeline(page.items);
+    renderSignals(signals.items);
     document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
     document.body.dataset.loaded = "true";
     error.hidden = true;
