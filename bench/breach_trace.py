@@ -1,6 +1,6 @@
 """The time from a breach to the executing plan, split by stage.
 
-Usage: .venv/bin/python bench/breach_trace.py [--breaches 60] [--database-url URL]
+Usage: .venv/bin/python bench/breach_trace.py [--breaches 60] [--database-url URL] [--services all]
 
 Runs the breach part of bench/recovery.py with timestamps added around the stages of the path:
 the planner's handler and decision, each JetStream publish, the executor's command handler and
@@ -136,10 +136,16 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--breaches", type=int, default=60)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--gap", type=float, default=0.2,
+                        help="Seconds between a plan's outcome and the next breach.")
+    parser.add_argument("--services", type=recovery.parse_services, default=recovery.SERVICES,
+                        help="Services in the process, comma-separated, or 'all'.")
     args = parser.parse_args()
     setup_logging("WARNING", "text")
     install_marks()
-    latencies, _baseline = await recovery.breach_to_executing(args.breaches, args.database_url)
+    latencies, _baseline = await recovery.breach_to_executing(
+        args.breaches, args.database_url, args.services, args.gap
+    )
     print(
         f"breach to executing, {len(latencies)} breaches with marks: "
         f"p50 {recovery.percentile(latencies, 0.5):.1f} ms, "

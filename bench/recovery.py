@@ -1,17 +1,19 @@
 """Time to recovery, and the latency from a breach to the plan executing.
 
-Usage: .venv/bin/python bench/recovery.py [--demo-runs 3] [--breaches 100]
+Usage: .venv/bin/python bench/recovery.py [--demo-runs 3] [--breaches 100] [--services all]
 
 1. Time to recovery: ``travi demo``'s story run ``--demo-runs`` times in this process, each on a
    fresh embedded system, from the first request served by the bad version until the good version
    passes its health check again.
-2. Breach to executing: the planner and the executor on an embedded nats-server and SQLite (or
-   ``--database-url``), with the default ``none`` driver. For each of ``--breaches`` services,
-   two deployments are recorded and a breach is published. The latency runs from the breach's
-   publish to the executor's ``validate_target`` step event as a core NATS subscriber receives
-   it. The next breach is sent 0.2 s after the previous plan's outcome, so each is measured on
-   an idle system. The baseline, measured in the same run, is a JetStream publish to the same
-   subscriber (one hop, no service).
+2. Breach to executing: the planner and the executor (with ``--services all``, all five
+   services in one process, as ``travi up`` runs them) on an embedded nats-server and SQLite
+   (or ``--database-url``), with the default ``none`` driver. For each of ``--breaches``
+   services, two deployments are recorded and a breach is published. The latency runs from the
+   breach's publish to the executor's ``validate_target`` step event as a core NATS subscriber
+   receives it. The next breach is sent ``--gap`` seconds (0.2 by default) after the previous
+   plan's outcome, so each is measured on an idle system. The baseline, measured in the same
+   run, is a JetStream publish to the same subscriber (one hop, no service), in a stream of its
+   own.
 """
 
 from __future__ import annotations
@@ -21,24 +23,28 @@ import asyncio
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 import nats
+from nats.js.api import StorageType, StreamConfig
 
 from services.demo import run_demo
-from services.runner import Runtime
+from services.runner import SERVICE_NAMES, Runtime
 from shared.bus import declare_streams, make_broker, publish
 from shared.contracts import BreachDetected
 from shared.embedded import EmbeddedNats
+from shared.fake_slack import FakeSlack
 from shared.logs import setup_logging
 from shared.settings import Settings
 
 TOKEN = "bench-operator"
 SERVICES = ("planner", "executor")
-# The baseline's subject is in the rollback stream but no service consumes it, so measuring
-# the baseline leaves the planner idle for the breach that follows.
-PROBE_PREFIX = "rollback.probe.bench"
+# The baseline goes through a stream of its own that no service consumes, so measuring it
+# leaves every service idle for the breach that follows.
+PROBE_STREAM = "BENCH_PROBE"
+PROBE_PREFIX = "benchprobe"
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -60,21 +66,44 @@ async def time_to_recovery(runs: int) -> list[float]:
     return results
 
 
-async def breach_to_executing(count: int, database_url: str | None = None) -> tuple[list[float], list[float]]:
-    """Return the breach-to-executing latencies and the one-hop baseline, in milliseconds."""
+async def breach_to_executing(
+    count: int,
+    database_url: str | None = None,
+    services: Sequence[str] = SERVICES,
+    gap: float = 0.2,
+) -> tuple[list[float], list[float]]:
+    """Return the breach-to-executing latencies and the one-hop baseline, in milliseconds.
+
+    ``services`` must include the planner and the executor. With the notifier, it posts to a
+    local Slack-compatible server.
+    """
     with tempfile.TemporaryDirectory() as folder:
         server = EmbeddedNats(Path(folder) / "nats").start()
+        slack = FakeSlack().start() if "notifier" in services else None
+        notifier = {"slack_webhook_url": slack.url + "/services/T0/B0/bench"} if slack else {}
         settings = Settings(state_dir=Path(folder), nats_url=server.url, http_port=0,
-                            database_url=database_url,
+                            database_url=database_url, notifier=notifier,
                             tokens={TOKEN: "operator:bench"}, log_level="WARNING")
         try:
-            async with Runtime(settings, SERVICES) as runtime:
-                return await _measure(runtime, server.url, count)
+            async with Runtime(settings, services) as runtime:
+                return await _measure(runtime, server.url, count, gap)
         finally:
+            if slack is not None:
+                slack.stop()
             server.stop()
 
 
-async def _measure(runtime: Runtime, url: str, count: int) -> tuple[list[float], list[float]]:
+def parse_services(value: str) -> tuple[str, ...]:
+    """Return the services named in ``value`` (comma-separated, or ``all``)."""
+    names = SERVICE_NAMES if value == "all" else tuple(name.strip() for name in value.split(","))
+    if not {"planner", "executor"} <= set(names):
+        raise argparse.ArgumentTypeError("--services must include planner and executor")
+    return names
+
+
+async def _measure(
+    runtime: Runtime, url: str, count: int, gap: float
+) -> tuple[list[float], list[float]]:
     arrivals: dict[str, float] = {}
     connection = await nats.connect(url)
 
@@ -95,6 +124,9 @@ async def _measure(runtime: Runtime, url: str, count: int) -> tuple[list[float],
     broker = make_broker(url)
     await broker.connect()
     await declare_streams(broker, runtime.settings)
+    await connection.jetstream().add_stream(
+        StreamConfig(name=PROBE_STREAM, subjects=[f"{PROBE_PREFIX}.>"], storage=StorageType.FILE)
+    )
 
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient(base_url=runtime.base_url, headers=headers) as api:
@@ -111,7 +143,9 @@ async def _measure(runtime: Runtime, url: str, count: int) -> tuple[list[float],
         service = f"svc-{index}"
         probe = f"{PROBE_PREFIX}.probe-{index}"
         sent = time.perf_counter()
-        await publish(broker, probe, _breach("bench", f"probe-{index}"))
+        body = _breach("bench", f"probe-{index}")
+        await broker.publish(body.model_dump(mode="json"), probe, stream=PROBE_STREAM,
+                             headers={"Nats-Msg-Id": str(body.event_id)})
         await _wait_for(arrivals, probe)
         baseline.append((arrivals[probe] - sent) * 1000)
 
@@ -122,7 +156,7 @@ async def _measure(runtime: Runtime, url: str, count: int) -> tuple[list[float],
         # Each breach is measured on an idle system: the previous plan has finished, and the
         # planner and executor have recorded its outcome.
         await _wait_for(arrivals, "outcome." + service)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(gap)
     await broker.stop()
     await connection.close()
     return latencies, baseline
@@ -148,11 +182,18 @@ async def main() -> None:
     parser.add_argument("--breaches", type=int, default=100)
     parser.add_argument("--database-url", default=None,
                         help="An empty database for the breach part; SQLite in a temporary folder by default.")
+    parser.add_argument("--gap", type=float, default=0.2,
+                        help="Seconds between a plan's outcome and the next breach.")
+    parser.add_argument("--services", type=parse_services, default=SERVICES,
+                        help="Services run in the process for the breach part, comma-separated, "
+                             "or 'all' as travi up runs them (default: planner,executor).")
     args = parser.parse_args()
     setup_logging("WARNING", "text")
 
     if args.breaches:
-        latencies, baseline = await breach_to_executing(args.breaches, args.database_url)
+        latencies, baseline = await breach_to_executing(
+            args.breaches, args.database_url, args.services, args.gap
+        )
         print(f"breach to executing, {len(latencies)} breaches: p50 {percentile(latencies, 0.5):.1f} ms, "
               f"p99 {percentile(latencies, 0.99):.1f} ms, max {max(latencies):.1f} ms")
         print(f"baseline JetStream publish to subscriber: p50 {percentile(baseline, 0.5):.2f} ms, "

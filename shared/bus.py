@@ -9,9 +9,11 @@ dead-letter subject and is acknowledged. A handler error is retried with a delay
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from faststream import AckPolicy
@@ -181,6 +183,7 @@ def subscribe(
     fetch_timeout: float = 0.5,
     deliver_policy: DeliverPolicy = DeliverPolicy.ALL,
     retry_delay: float = 1.0,
+    settle_seconds: float = 0.0,
     description: str | None = None,
 ) -> Any:
     """Register a durable pull consumer that validates each message against ``model``.
@@ -189,10 +192,13 @@ def subscribe(
     them. ``handler`` must be idempotent: a message is redelivered if the process dies before
     its acknowledgement.
 
-    Latency depends on ``batch_size``: nats-py 2.16's ``fetch(n)`` returns at the first message
-    only when ``n`` is 1; otherwise it waits up to ``fetch_timeout`` for the batch to fill. The
-    handlers of one fetched batch run concurrently (faststream 0.7.8), so a consumer that needs
-    stream order must keep ``batch_size`` at 1.
+    The handlers of one fetched batch run concurrently (faststream 0.7.8), so a consumer that
+    needs stream order must keep ``batch_size`` at 1.
+
+    With ``settle_seconds``, a message is handled no sooner than that long after JetStream
+    stored it. A consumer off the critical path (stats, notifier) uses it so that, when all
+    services share one event loop, it leaves the loop to the planner and the executor in the
+    milliseconds after a breach. A backlog is not slowed: its messages are older than that.
     """
     adapter = TypeAdapter(model)
     config = ConsumerConfig(
@@ -205,6 +211,8 @@ def subscribe(
 
     async def consume(msg: NatsMessage) -> None:
         subject = msg.raw_message.subject
+        if settle_seconds > 0:
+            await _settle(msg, settle_seconds)
         try:
             event = adapter.validate_json(msg.body)
         except ValidationError as exc:
@@ -246,6 +254,15 @@ def subscribe(
         ack_policy=AckPolicy.MANUAL,
         description=description,
     )(consume)
+
+
+async def _settle(msg: NatsMessage, seconds: float) -> None:
+    """Sleep until ``msg`` is ``seconds`` old by the stream's clock, at most ``seconds``."""
+    stored_at = msg.raw_message.metadata.timestamp
+    age = (datetime.now(UTC) - stored_at).total_seconds()
+    wait = min(seconds - age, seconds)
+    if wait > 0:
+        await asyncio.sleep(wait)
 
 
 def describe_validation_error(exc: ValidationError) -> str:

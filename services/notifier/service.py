@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 DURABLE = "notifier"
+# How long an event waits before the notifier handles it, seconds (see the consumer below).
+SETTLE_SECONDS = 0.25
 SUBJECTS = (
     "rollback.plan.>",
     EXECUTE_SUBJECT,
@@ -193,6 +195,9 @@ def create(context: ServiceContext) -> Service:
         # faststream handles the messages of one pull batch concurrently; one at a time keeps
         # the stream's order (started before finished). A rollback produces a few dozen events.
         batch_size=1,
+        # A quarter second later in Slack is not noticed, and the planner and the executor
+        # get the shared event loop to themselves in the milliseconds after a breach.
+        settle_seconds=SETTLE_SECONDS,
         description="Rollback events to Slack, the status page, webhooks and incident reports.",
     )
 
