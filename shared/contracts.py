@@ -73,6 +73,17 @@ FiniteFloat = Annotated[float, AfterValidator(_finite)]
 NonNegativeFloat = Annotated[float, Field(ge=0), AfterValidator(_finite)]
 
 
+def _without_nul(value: str) -> str:
+    # PostgreSQL text columns reject NUL, so a consumer would retry the insert until max_deliver.
+    if "\x00" in value:
+        raise ValueError("contains a NUL character (\\u0000): remove it")
+    return value
+
+
+# Free text that consumers store: any characters but NUL.
+StoredText = Annotated[str, AfterValidator(_without_nul)]
+
+
 class Contract(BaseModel):
     """Base of every message: strict, immutable, identified and timestamped."""
 
@@ -195,8 +206,8 @@ class PlanCreated(Contract):
     to_version: Version
     trigger: PlanTrigger
     trigger_type: TriggerType
-    actor: str = Field(min_length=1, max_length=200)
-    reason: str = Field("", max_length=2000)
+    actor: StoredText = Field(min_length=1, max_length=200)
+    reason: StoredText = Field("", max_length=2000)
     forced: bool = False
     created_at: UtcDatetime
     breach: BreachDetected | None = None
@@ -206,15 +217,15 @@ class ExecutePlan(Contract):
     """Command: run the plan (``rollback.execute``). It carries the plan it runs."""
 
     plan: PlanCreated
-    actor: str = Field(min_length=1, max_length=200)
+    actor: StoredText = Field(min_length=1, max_length=200)
 
 
 class CancelPlan(Contract):
     """Command: cancel the plan (``rollback.cancel``), between steps or during the drain."""
 
     plan: PlanCreated
-    actor: str = Field(min_length=1, max_length=200)
-    reason: str = Field("", max_length=2000)
+    actor: StoredText = Field(min_length=1, max_length=200)
+    reason: StoredText = Field("", max_length=2000)
 
 
 class StepChanged(Contract):

@@ -127,7 +127,11 @@ class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
     def connect(self, *arg: Any, **kw: Any) -> OneTripConnection:
         """Open an aiosqlite connection whose thread does not keep the process alive."""
         creator = kw.pop("async_creator_fn", None)
-        connection = creator(*arg, **kw) if creator else aiosqlite.connect(*arg, **kw)
+        if creator:
+            # An async_creator returns a coroutine, so its thread is the creator's business,
+            # as in SQLAlchemy's adapter.
+            return OneTripConnection(self, await_(creator(*arg, **kw)))
+        connection = aiosqlite.connect(*arg, **kw)
         thread = connection if isinstance(connection, Thread) else connection._thread  # noqa: SLF001
         thread.daemon = True
         return OneTripConnection(self, await_(connection))

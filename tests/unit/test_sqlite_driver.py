@@ -9,8 +9,10 @@ import aiosqlite
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.db import Database, open_database
+from shared.sqlite_driver import OneTripDBAPI
 
 metadata = MetaData()
 items = Table(
@@ -103,3 +105,19 @@ async def test_server_side_cursors_still_stream(db: Database) -> None:
     async with db.engine.connect() as connection:
         streamed = [row.name async for row in await connection.stream(select(items.c.name))]
     assert len(streamed) == 25
+
+
+async def test_async_creator_connects(tmp_path: Path) -> None:
+    """An async_creator returns a coroutine, which has no thread to mark as a daemon."""
+
+    async def creator() -> aiosqlite.Connection:
+        return await aiosqlite.connect(tmp_path / "creator.db")
+
+    engine = create_async_engine(
+        "sqlite+aiosqlite://", module=OneTripDBAPI(), async_creator=creator
+    )
+    try:
+        async with engine.connect() as connection:
+            assert await connection.scalar(text("SELECT 1")) == 1
+    finally:
+        await engine.dispose()
