@@ -34,12 +34,14 @@ from services.executor.repository import (
 )
 from services.executor.runner import PlanRunner
 from services.executor.sequence import resolve_policies
-from shared.contracts import CancelPlan, ExecutePlan, utc_now
+from shared.contracts import CancelPlan, ExecutePlan, PlanCreated, utc_now
 from shared.logs import bind
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+# Environment and service of the plan that :meth:`Executor.warm_up` stores and rolls back.
+WARM_UP_NAME = "travi-warm-up"
 # How long a stopping executor lets its plans run to their end before it requests that they stop,
 # seconds. A plan handed back mid-way keeps its traffic paused until an executor takes it over,
 # which under a single-process ``travi up`` means until the next start. Most plans end within
@@ -74,6 +76,25 @@ class Executor:
         """Start the sweeper; it takes over stale plans at once and then every heartbeat."""
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="executor-sweeper")
         logger.info("Executor %s started.", self.owner)
+
+    async def warm_up(self) -> None:
+        """Claim a plan and start its first step once, rolled back, so the first real plan
+        after a start does not pay for compiling the statements."""
+        plan = PlanCreated(
+            plan_id=uuid.uuid4(),
+            environment=WARM_UP_NAME,
+            service=WARM_UP_NAME,
+            from_version="v2",
+            to_version="v1",
+            trigger="error_rate",
+            trigger_type="automatic",
+            actor="system",
+            created_at=utc_now(),
+        )
+        try:
+            await self.repo.warm_up(plan, self.owner, utc_now())
+        except Exception:  # noqa: BLE001 - only the first plan is slower without it.
+            logger.warning("Warming up the claim path failed; continuing.", exc_info=True)
 
     async def stop(self) -> None:
         """Stop the sweeper, let plans finish or reach a step boundary, and hand the rest back.

@@ -120,6 +120,34 @@ def claimed_state(
     )
 
 
+def _claimed_row(
+    plan: PlanCreated, actor: str, owner: str, trace_context: dict[str, str], now: datetime
+) -> dict[str, object]:
+    return _plan_values(
+        plan,
+        status="in_progress",
+        actor=actor,
+        owner=owner,
+        heartbeat_at=now,
+        trace_context=json.dumps(trace_context),
+        created_at=now,
+        started_at=now,
+    )
+
+
+def _running_step(plan_id: str, step: StepName, attempt: int, now: datetime) -> dict[str, object]:
+    return {
+        "step_plan_id": plan_id,
+        "step_name": step,
+        "status": "running",
+        "attempt": attempt,
+        "started_at": now,
+        "finished_at": None,
+        "duration_ms": None,
+        "error": None,
+    }
+
+
 def _step_values(plan_id: str, status: str) -> list[dict[str, object]]:
     return [
         {"plan_id": plan_id, "name": name, "position": index, "status": status, "attempt": 0}
@@ -164,16 +192,7 @@ class ExecutorRepository:
 
         The primary key makes this atomic across replicas: exactly one insert succeeds.
         """
-        row = _plan_values(
-            plan,
-            status="in_progress",
-            actor=actor,
-            owner=owner,
-            heartbeat_at=now,
-            trace_context=json.dumps(trace_context),
-            created_at=now,
-            started_at=now,
-        )
+        row = _claimed_row(plan, actor, owner, trace_context, now)
         if not await self._insert_plan(row, "pending"):
             return await self._status(str(plan.plan_id))
         return "claimed"
@@ -189,6 +208,23 @@ class ExecutorRepository:
         except IntegrityError:
             return False
         return True
+
+    async def warm_up(self, plan: PlanCreated, owner: str, now: datetime) -> None:
+        """Claim ``plan`` and start its first step in a transaction that is rolled back.
+
+        SQLAlchemy compiles each statement at its first use on an engine. This moves that cost
+        from the first plan after a start to the start.
+        """
+        plan_id = str(plan.plan_id)
+        async with self.db.engine.connect() as connection:
+            transaction = await connection.begin()
+            await connection.execute(INSERT_PLAN, _claimed_row(plan, "system", owner, {}, now))
+            await connection.execute(INSERT_STEPS, _step_values(plan_id, "pending"))
+            await self._fence_and_read_cancel(connection, plan_id, 1, heartbeat_at=now)
+            await connection.execute(
+                UPDATE_STEP, _running_step(plan_id, STEP_NAMES[0], 1, now)
+            )
+            await transaction.rollback()
 
     async def _status(self, plan_id: str) -> ClaimResult:
         async with self.db.sessions() as session:
@@ -337,19 +373,7 @@ class ExecutorRepository:
                 await self._fence(connection, plan_id, lease, **plan_values)
             if step == "pause_traffic":
                 await self._fence(connection, plan_id, lease, traffic_paused=True)
-            await connection.execute(
-                UPDATE_STEP,
-                {
-                    "step_plan_id": plan_id,
-                    "step_name": step,
-                    "status": "running",
-                    "attempt": attempt,
-                    "started_at": now,
-                    "finished_at": None,
-                    "duration_ms": None,
-                    "error": None,
-                },
-            )
+            await connection.execute(UPDATE_STEP, _running_step(plan_id, step, attempt, now))
         return None
 
     async def switch_started(self, plan_id: str, lease: int, now: datetime) -> None:

@@ -61,6 +61,6 @@ def create(context: ServiceContext) -> Service:
     return Service(
         name="executor",
         migrations=MIGRATIONS,
-        on_start=[executor.start],
+        on_start=[executor.warm_up, executor.start],
         on_stop=[executor.stop],
     )

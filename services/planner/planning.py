@@ -77,6 +77,8 @@ SYSTEM_ACTOR = "system"
 # is the newest successful record by that time, so a record far in the future would stay
 # current and hide every later deployment.
 MAX_DEPLOYMENT_CLOCK_SKEW = timedelta(minutes=5)
+# Environment and service of the breach that :meth:`Planner.warm_up` stores and rolls back.
+WARM_UP_NAME = "travi-warm-up"
 # Transactions tried per breach: a lost race on the active-plan index is decided again.
 BREACH_ATTEMPTS = 3
 OUTBOX_MODELS: dict[str, type[Contract]] = {
@@ -221,6 +223,22 @@ class Planner:
         self, session: AsyncSession, breach: BreachDetected, decision: StartPlan, now: datetime
     ) -> list[OutboxMessage]:
         """Store the plan of ``decision``; return its outbox rows: PlanCreated, ExecutePlan."""
+        plan, messages = await self._store_automatic_plan(session, breach, decision, now)
+        BREACH_DECISIONS.labels(decision="plan").inc()
+        logger.info(
+            "Created automatic plan %s from %s to %s after breach %s of trigger %s.",
+            plan.id,
+            plan.from_version,
+            plan.to_version,
+            breach.event_id,
+            breach.trigger,
+        )
+        return messages
+
+    async def _store_automatic_plan(
+        self, session: AsyncSession, breach: BreachDetected, decision: StartPlan, now: datetime
+    ) -> tuple[Plan, list[OutboxMessage]]:
+        """Store the plan, the bad mark, the cooldown and the outbox rows of ``decision``."""
         plan = _automatic_plan(breach, decision, now)
         await repository.add_plan(session, plan)
 
@@ -250,17 +268,7 @@ class Planner:
         messages = await repository.add_outbox_messages(
             session, source, [(plan_subject, command.plan), (EXECUTE_SUBJECT, command)], now
         )
-
-        BREACH_DECISIONS.labels(decision="plan").inc()
-        logger.info(
-            "Created automatic plan %s from %s to %s after breach %s of trigger %s.",
-            plan.id,
-            plan.from_version,
-            plan.to_version,
-            breach.event_id,
-            breach.trigger,
-        )
-        return messages
+        return plan, messages
 
     async def _suppress(
         self, session: AsyncSession, breach: BreachDetected, decision: Suppress, now: datetime
@@ -328,6 +336,37 @@ class Planner:
 
     def _cooldown(self, breach: BreachDetected) -> timedelta:
         return cooldown_for(self.settings, breach.environment, breach.service, breach.trigger)
+
+    async def warm_up(self) -> None:
+        """Store a breach's plan once in a transaction that is rolled back.
+
+        SQLAlchemy compiles each statement at its first use on an engine, so without this the
+        first breach after a start took several times as long to decide as the ones after it.
+        """
+        breach = BreachDetected(
+            environment=WARM_UP_NAME,
+            service=WARM_UP_NAME,
+            version="v2",
+            trigger="error_rate",
+            measured=1.0,
+            threshold=0.5,
+            window_seconds=60,
+            samples=1,
+        )
+        now = self.clock()
+        try:
+            async with self.db.sessions() as session:
+                transaction = await session.begin()
+                await repository.claim_inbox_entry(session, breach.event_id, WARM_UP_NAME, now)
+                await repository.load_breach_context(
+                    session, breach.environment, breach.service, breach.trigger, now
+                )
+                decision = StartPlan(from_version="v2", to_version="v1")
+                _plan, messages = await self._store_automatic_plan(session, breach, decision, now)
+                await repository.mark_published(session, [m.id for m in messages], now)
+                await transaction.rollback()
+        except Exception:  # noqa: BLE001 - only the first breach is slower without it.
+            logger.warning("Warming up the breach path failed; continuing.", exc_info=True)
 
     # Breaches deferred by a cooldown.
 

@@ -104,6 +104,6 @@ def create(context: ServiceContext) -> Service:
         name="planner",
         migrations=MIGRATIONS,
         router=build_router(planner, context.auth),
-        on_start=[loop.start],
+        on_start=[planner.warm_up, loop.start],
         on_stop=[loop.stop],
     )
