@@ -88,7 +88,7 @@ async def breach_to_executing(
                             database_url=database_url, notifier=notifier,
                             tokens={TOKEN: "operator:bench"}, log_level="WARNING")
         try:
-            async with Runtime(settings, services) as runtime:
+            async with Runtime(settings, services, freeze_heap=True) as runtime:
                 return await _measure(runtime, server.url, count, gap)
         finally:
             if slack is not None:

@@ -246,7 +246,7 @@ async def run_demo(
         await wait_for_version(app_url + "/health", GOOD, 30)
         settings = demo_settings(base, demo_dir, nats_server.url, slack.url + "/services/T0DEMO/B0DEMO/demo",
                                  app_root, app_port, supervisor.pid, token)
-        runtime = Runtime(settings, tracer_provider=tracer_provider)
+        runtime = Runtime(settings, tracer_provider=tracer_provider, freeze_heap=True)
         await runtime.start()
         result.api_url = runtime.base_url
         finished, reported = asyncio.Event(), asyncio.Event()

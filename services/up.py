@@ -41,7 +41,12 @@ def _tracer(settings: Settings, name: str):  # noqa: ANN202 - TracerProvider
 
 async def run_services(settings: Settings, names: Sequence[str]) -> None:
     """Run the named services against the configured NATS and database until a signal."""
-    runtime = Runtime(settings, names, tracer_provider=_tracer(settings, "travi-" + "-".join(names)))
+    runtime = Runtime(
+        settings,
+        names,
+        tracer_provider=_tracer(settings, "travi-" + "-".join(names)),
+        freeze_heap=True,
+    )
     async with runtime:
         print(f"TRAVI {', '.join(names)} listening on {runtime.base_url}", flush=True)
         await _wait_for_signal()
@@ -63,6 +68,7 @@ async def up(settings: Settings) -> None:
             SERVICE_NAMES,
             tracer_provider=_tracer(settings, "travi"),
             extra_tokens={token: "operator:operator"},
+            freeze_heap=True,
         )
         async with runtime:
             runtime_file.write_text(
