@@ -210,11 +210,17 @@ class Executor:
         for plan_id, lease in await self.repo.stale_plans(cutoff):
             if plan_id in self.runners:
                 continue
-            if not await self.repo.take_over(
-                plan_id, lease, owner=self.owner, now=now, cutoff=cutoff
-            ):
+            try:
+                if not await self.repo.take_over(
+                    plan_id, lease, owner=self.owner, now=now, cutoff=cutoff
+                ):
+                    continue
+                state = await self.repo.load(plan_id)
+            except ValueError as exc:
+                # A stored plan that no longer validates would stop every sweep at this row,
+                # so the other stale plans would never be taken over.
+                logger.error("Skipped stale plan %s: its stored plan is invalid: %s", plan_id, exc)
                 continue
-            state = await self.repo.load(plan_id)
             if state is None:
                 continue
             TAKEOVERS.inc()

@@ -14,10 +14,12 @@ from uuid import uuid4
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY
+from sqlalchemy import update
 
 from services.executor.drivers import registry
 from services.executor import executor as executor_module
 from services.executor.executor import Executor
+from services.executor.models import PlanRow
 from services.executor.repository import ExecutorRepository
 from services.runner import migration_folders
 from shared.contracts import CancelPlan, ExecutePlan, PlanCreated, utc_now
@@ -521,3 +523,21 @@ async def test_stop_waits_for_switch(shared_repo, recorder, monkeypatch):
     await wait_for_status(repo, plan.plan_id, "completed")
     assert recorder.calls["switch"] == 1
     assert recorder.paused is False
+
+
+async def test_invalid_stored_plan_does_not_block_sweep(shared_repo, recorder):
+    repo = shared_repo
+    broken, plan = plan_created(), plan_created()
+    await crash_after_switch_started(repo, broken)
+    await crash_after_switch_started(repo, plan)
+    async with repo.db.engine.begin() as connection:
+        await connection.execute(
+            update(PlanRow)
+            .where(PlanRow.plan_id == str(broken.plan_id))
+            .values(plan_json='{"plan_id": "not a plan"}')
+        )
+    recorder.switched_to = plan.to_version
+    executor = make_executor(repo, ListSink(), recorder)
+
+    assert await executor.sweep_once() == 1
+    await wait_for_status(repo, plan.plan_id, "completed")
