@@ -9,6 +9,7 @@ command with a one-line message and exit code 1.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -64,12 +65,22 @@ def _client(timeout: float = 30.0) -> ApiClient:
     return ApiClient(settings, timeout=timeout)
 
 
+# C0 controls, DEL and C1 controls. A signal's detail comes from producers and alert webhooks, so
+# printed raw it could move the cursor, retitle the terminal or break a table row.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    return repr(match.group())[1:-1]
+
+
 def _text(value: object) -> str:
+    """Return ``value`` as one line of text, with control characters shown as escapes."""
     if value is None:
         return "-"
     if isinstance(value, float):
         return f"{value:.4g}" if value < 10 else f"{value:.0f}"
-    return str(value)
+    return CONTROL_CHARACTERS.sub(_escape_control, str(value))
 
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[str]:
@@ -168,11 +179,18 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         environment: str | None = typer.Option(None, "--env", help="Only this environment."),
         service: str | None = typer.Option(None, "--service", help="Only this service."),
         since: str | None = typer.Option(None, help="Signals at or after, ISO 8601 with zone."),
+        until: str | None = typer.Option(None, help="Signals before, ISO 8601 with zone."),
         limit: int = typer.Option(20, min=1, max=500, help="Signals to show, newest first."),
         offset: int = typer.Option(0, min=0, help="Signals to skip."),
     ) -> None:
         """List breaches, suppressions (why no rollback ran), escalations and failed notifications."""
-        filters = {"kind": kind, "environment": environment, "service": service, "since": since}
+        filters = {
+            "kind": kind,
+            "environment": environment,
+            "service": service,
+            "since": since,
+            "until": until,
+        }
         _print_page("/api/admin/signals", filters, limit, offset, SIGNAL_COLUMNS, "signals")
 
     app.add_typer(stats_app, name="stats")

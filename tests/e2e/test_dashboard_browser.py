@@ -93,6 +93,10 @@ def decode_png(data: bytes) -> tuple[int, int, list[tuple[int, int, int]]]:
     return width, height, pixels
 
 
+# A detail part without spaces, such as a URL in an alert, as long as a breach detail allows.
+LONG_WORD = "https://grafana.example/d/" + "x" * 1900
+
+
 async def publish_rollbacks(runtime: Runtime) -> tuple[PlanCreated, PlanCreated]:
     """Publish one automatic and one manual rollback, both completed, the first with a report."""
     broker = runtime.context.broker
@@ -129,7 +133,7 @@ async def publish_rollbacks(runtime: Runtime) -> tuple[PlanCreated, PlanCreated]
         markdown="# Incident: checkout rolled back to v1"))
     await publish(broker, "rollback.suppressed.production.checkout", BreachSuppressed(
         environment="production", service="checkout", reason="in_progress",
-        detail="<b>plan already running</b>", breach=breach, plan_id=automatic.plan_id))
+        detail="<b>plan already running</b> " + LONG_WORD, breach=breach, plan_id=automatic.plan_id))
     return automatic, manual
 
 
@@ -203,6 +207,11 @@ async def test_dashboard_shows_rollbacks_and_chart(runtime, browser):
     # The detail is shown as text, never as markup.
     assert "<b>plan already running</b>" in await suppressed.text_content()
     assert await page.locator("#signals b").count() == 0
+    # A long detail without spaces wraps inside its cell instead of widening the page.
+    page_width, viewport_width = await page.evaluate(
+        "[document.documentElement.scrollWidth, window.innerWidth]"
+    )
+    assert page_width <= viewport_width
 
     await page.click(f"#timeline li[data-plan-id='{automatic.plan_id}'] a[href^='#plan=']")
     await page.wait_for_selector("#detail:not([hidden])")

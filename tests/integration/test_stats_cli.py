@@ -140,6 +140,8 @@ async def test_signals_command_lists_suppressions(runtime, cli_env):
     )
     output = await wait_for_output("no_target", "stats", "signals", "--kind", "suppressed")
     empty = await invoke("stats", "signals", "--kind", "escalation")
+    before = await invoke("stats", "signals", "--until", "2000-01-01T00:00:00Z")
     assert "no earlier good version" in output
     assert "production" in output
     assert "No signals match." in empty.output
+    assert "No signals match." in before.output
