@@ -142,8 +142,8 @@ class Runtime:
         extra_tokens: dict[str, str] | None = None,
         freeze_heap: bool = False,
     ) -> None:
-        """``freeze_heap`` moves every object that exists once the services have started out
-        of the garbage collector's reach until :meth:`stop`; see :meth:`start`."""
+        """With ``freeze_heap``, :meth:`start` freezes the objects of start-up out of the
+        garbage collector's full collections, and :meth:`stop` unfreezes them."""
         if settings.nats_url is None:
             raise ConfigurationError("TRAVI_NATS_URL is not set: set it, or use 'travi up'")
         self.settings = settings
@@ -187,7 +187,8 @@ class Runtime:
         await self._serve_http()
         if self._freeze_heap:
             # A full collection walks every object: about 100 ms here with all five services,
-            # and a breach that met one waited that long. Start-up objects are never freed.
+            # and a breach that met one waited that long. Start-up objects live as long as the
+            # process, so freezing them keeps nothing alive that would have been freed.
             gc.collect()
             gc.freeze()
         logger.info("Started %s; HTTP on %s.", ", ".join(self.names), self.base_url)

@@ -128,8 +128,8 @@ class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
         """Open an aiosqlite connection whose thread does not keep the process alive."""
         creator = kw.pop("async_creator_fn", None)
         if creator:
-            # An async_creator returns a coroutine, so its thread is the creator's business,
-            # as in SQLAlchemy's adapter.
+            # An async_creator returns a coroutine, and the creator owns its thread, as in
+            # SQLAlchemy's adapter.
             return OneTripConnection(self, await_(creator(*arg, **kw)))
         connection = aiosqlite.connect(*arg, **kw)
         thread = connection if isinstance(connection, Thread) else connection._thread  # noqa: SLF001

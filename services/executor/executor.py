@@ -94,7 +94,10 @@ class Executor:
         try:
             await self.repo.warm_up(plan, self.owner, utc_now())
         except Exception:  # noqa: BLE001 - only the first plan is slower without it.
-            logger.warning("Warming up the claim path failed; continuing.", exc_info=True)
+            logger.warning(
+                "Warming up the claim path failed, so the first plan will start more slowly.",
+                exc_info=True,
+            )
 
     async def stop(self) -> None:
         """Stop the sweeper, let plans finish or reach a step boundary, and hand the rest back.
@@ -219,7 +222,12 @@ class Executor:
             except ValueError as exc:
                 # A stored plan that no longer validates would stop every sweep at this row,
                 # so the other stale plans would never be taken over.
-                logger.error("Skipped stale plan %s: its stored plan is invalid: %s", plan_id, exc)
+                logger.error(
+                    "Skipped stale plan %s: its stored plan is invalid (%s). Fix or delete its "
+                    "executor_plans row.",
+                    plan_id,
+                    exc,
+                )
                 continue
             if state is None:
                 continue

@@ -513,9 +513,13 @@ class PlanRunner:
             error: str | None = f"invalid driver configuration: {exc}"
         else:
             error = await self._run_step("resume_traffic")
-        message = f"traffic could not be resumed: {error}" if error is not None else None
-        if message is not None:
-            self.state.error = f"{self.state.error}; {message}" if self.state.error else message
+        message = None
+        if error is not None:
+            message = f"traffic could not be resumed: {error}"
+            if self.state.error:
+                self.state.error = f"{self.state.error}; {message}"
+            else:
+                self.state.error = message
         # The plan ends when its traffic flows again (or the resume gave up), not when the
         # outcome was first stored, so the outcome's duration includes the resume.
         finished_at = utc_now()

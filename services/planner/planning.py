@@ -366,7 +366,10 @@ class Planner:
                 await repository.mark_published(session, [m.id for m in messages], now)
                 await transaction.rollback()
         except Exception:  # noqa: BLE001 - only the first breach is slower without it.
-            logger.warning("Warming up the breach path failed; continuing.", exc_info=True)
+            logger.warning(
+                "Warming up the breach path failed, so the first breach will take longer.",
+                exc_info=True,
+            )
 
     # Breaches deferred by a cooldown.
 

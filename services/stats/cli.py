@@ -65,8 +65,8 @@ def _client(timeout: float = 30.0) -> ApiClient:
     return ApiClient(settings, timeout=timeout)
 
 
-# C0 controls, DEL and C1 controls. A signal's detail comes from producers and alert webhooks, so
-# printed raw it could move the cursor, retitle the terminal or break a table row.
+# C0 controls, DEL and C1 controls. A signal's detail comes from producers and alert webhooks,
+# and printed raw it could move the cursor, retitle the terminal or break a table row.
 CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
@@ -128,9 +128,9 @@ def _print_page(
         typer.echo(f"No {items_name} match.")
         return
     _echo(format_table(body["items"], columns))
-    shown = offset + len(body["items"])
-    if shown < body["total"]:
-        typer.echo(f"{shown} of {body['total']} shown; use --offset {shown} for more.")
+    last_shown = offset + len(body["items"])
+    if last_shown < body["total"]:
+        typer.echo(f"{last_shown} of {body['total']} shown; use --offset {last_shown} for more.")
 
 
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:

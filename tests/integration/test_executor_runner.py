@@ -166,7 +166,7 @@ async def test_switch_failure_resumes_traffic(repo, recorder):
     assert "switch failed on purpose" in finished[0].error
 
 
-async def test_failed_plan_finishes_after_its_resume(repo, recorder):
+async def test_failed_plan_finishes_after_resume(repo, recorder):
     recorder.fail.add("switch")
     sink = ListSink()
     executor = make_executor(repo, sink, recorder)
@@ -525,7 +525,7 @@ async def test_stop_waits_for_switch(shared_repo, recorder, monkeypatch):
     assert recorder.paused is False
 
 
-async def test_invalid_stored_plan_does_not_block_sweep(shared_repo, recorder):
+async def test_sweep_skips_invalid_plan(shared_repo, recorder):
     repo = shared_repo
     broken, plan = plan_created(), plan_created()
     await crash_after_switch_started(repo, broken)

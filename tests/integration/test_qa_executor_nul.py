@@ -24,7 +24,7 @@ async def publish_bytes(url: str, subject: str, body: bytes) -> None:
     await connection.close()
 
 
-async def test_cancel_with_nul_dead_lettered_at_once(nats_server, database_url, make_settings):
+async def test_nul_cancel_dead_lettered_at_once(nats_server, database_url, make_settings):
     """PostgreSQL rejects NUL in text, so the command must fail validation, not the insert."""
     url = nats_server.url
     plan = plan_created()

@@ -76,7 +76,7 @@ async def test_statement_takes_one_trip(db: Database, trips: list[str]) -> None:
         assert trips == ["_run_statement"]
 
 
-async def test_errors_keep_their_types_and_the_connection_usable(db: Database) -> None:
+async def test_errors_keep_connection_usable(db: Database) -> None:
     async with db.engine.begin() as connection:
         await connection.execute(insert(items), {"name": "same"})
     with pytest.raises(IntegrityError):
